@@ -1,0 +1,102 @@
+"""The job admin: read-only, because job state is written only by the recording service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from tasks.models import Job, JobStatus
+
+STATUS_COLOURS = {
+    JobStatus.PENDING: "#757575",
+    JobStatus.SENT: "#546e7a",
+    JobStatus.RECEIVED: "#0277bd",
+    JobStatus.STARTED: "#1565c0",
+    JobStatus.RETRY: "#ef6c00",
+    JobStatus.SUCCESS: "#2e7d32",
+    JobStatus.FAILURE: "#c62828",
+    JobStatus.REVOKED: "#6a1b9a",
+}
+
+
+class DeadLetteredFilter(admin.SimpleListFilter):
+    title = "dead-lettered"
+    parameter_name = "dead_lettered"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
+        if self.value() == "yes":
+            return queryset.filter(dead_lettered_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(dead_lettered_at__isnull=True)
+        return queryset
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = (
+        "task_id",
+        "name",
+        "status_badge",
+        "progress_bar",
+        "queue",
+        "attempts",
+        "worker",
+        "created_at",
+        "runtime",
+    )
+    list_filter = ("status", "queue", DeadLetteredFilter, "created_at")
+    search_fields = ("=task_id", "name", "=correlation_id")
+    ordering = ("-created_at",)
+    list_per_page = 50
+    # Avoid COUNT(*) over the whole table on every page load.
+    show_full_result_count = False
+    readonly_fields = [f.name for f in Job._meta.fields]
+    fieldsets = (
+        (None, {"fields": ("task_id", "name", "status", "progress", "progress_message")}),
+        ("Call", {"fields": ("args", "kwargs", "queue", "priority", "eta")}),
+        ("Outcome", {"fields": ("result", "error", "traceback", "attempts", "worker")}),
+        (
+            "Lineage",
+            {"fields": ("correlation_id", "parent_id", "root_id", "group_id", "retried_from")},
+        ),
+        (
+            "Timing",
+            {"fields": ("created_at", "sent_at", "started_at", "finished_at", "dead_lettered_at")},
+        ),
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        return False
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, job: Job) -> str:
+        return format_html(
+            '<span class="job-status" style="color:#fff;background:{};padding:1px 6px;'
+            'border-radius:3px">{}</span>',
+            STATUS_COLOURS.get(job.status, "#757575"),
+            job.status,
+        )
+
+    @admin.display(description="progress", ordering="progress")
+    def progress_bar(self, job: Job) -> str:
+        return format_html(
+            '<progress value="{}" max="100" title="{}">{}%</progress>',
+            job.progress,
+            job.progress_message,
+            job.progress,
+        )
+
+    @admin.display(description="runtime")
+    def runtime(self, job: Job) -> str:
+        seconds = job.runtime_seconds
+        return "" if seconds is None else f"{seconds:.3f} s"

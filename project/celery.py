@@ -1,0 +1,18 @@
+"""The Celery app: `celery -A project worker|beat|flower`.
+
+Configuration lives in Django settings under the `CELERY_` namespace; this module only
+creates the app. `task_cls` makes every task (plain `@shared_task` included) a
+`tasks.base.TrackedTask`, so transactional enqueue and argument checks apply without
+any change to user code.
+"""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+app = Celery("project", task_cls="tasks.base:TrackedTask")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+app.autodiscover_tasks(["tasks"], related_name="demo")

@@ -1,0 +1,107 @@
+"""TrackedTask: the base class of every task in the app (`Celery(task_cls=...)`).
+
+It changes one thing about publishing, and only inside a database transaction:
+`.delay()` / `.apply_async()` then writes the job's PENDING row in the caller's
+transaction and publishes when the transaction commits. A rollback leaves neither a
+row nor a message, and the caller still gets the task id at once (unlike Celery's
+`delay_on_commit`, which returns None). Outside a transaction it publishes at once,
+exactly like Celery.
+
+Arguments are checked against the JSON serializer at the call site in both cases, so a
+bad argument raises where the mistake is, not later in a commit hook.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from celery import Task
+from celery.result import AsyncResult
+from celery.utils import uuid
+from django.db import DEFAULT_DB_ALIAS, transaction
+from kombu.exceptions import EncodeError
+from kombu.serialization import dumps
+
+from tasks import correlation, events, progress
+from tasks.exceptions import UnserializableArguments
+from tasks.recording import record
+
+
+class TrackedTask(Task):
+    """A Celery Task whose publishing respects the caller's database transaction."""
+
+    #: Publish on commit when called inside `transaction.atomic`. Set False on a task
+    #: that must be published even if the caller's transaction rolls back.
+    publish_on_commit: bool = True
+
+    def apply_async(  # type: ignore[override]
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        task_id: str | None = None,
+        producer: Any = None,
+        link: Any = None,
+        link_error: Any = None,
+        shadow: str | None = None,
+        **options: Any,
+    ) -> AsyncResult:
+        self._check_serialisable(args, kwargs, options.get("serializer"))
+        if not self._defer_to_commit(options):
+            return super().apply_async(
+                args, kwargs, task_id, producer, link, link_error, shadow, **options
+            )
+        task_id = task_id or uuid()
+        correlation_id = correlation.current() or options.get("root_id") or task_id
+        headers = {**(options.pop("headers", None) or {}), correlation.HEADER: correlation_id}
+        record(
+            events.pending(
+                task_id,
+                self.name,
+                args or (),
+                kwargs or {},
+                options.get("queue") or self.app.conf.task_default_queue,
+                options.get("priority"),
+                correlation_id,
+            )
+        )
+        # The producer (if any) belongs to the caller's pool checkout and will be gone
+        # at commit time; the deferred publish acquires its own.
+        publish = partial(
+            super().apply_async,
+            args,
+            kwargs,
+            task_id,
+            None,
+            link,
+            link_error,
+            shadow,
+            headers=headers,
+            **options,
+        )
+        transaction.on_commit(publish)
+        return self.AsyncResult(task_id)
+
+    def set_progress(self, percent: float, message: str = "") -> bool:
+        """Report how far the running job is (0-100) and what it is doing."""
+        return progress.set_progress(self, percent, message)
+
+    def _defer_to_commit(self, options: dict[str, Any]) -> bool:
+        if not self.publish_on_commit or self.app.conf.task_always_eager:
+            return False
+        # A retry's re-publish is Celery's own business, not part of the task body's
+        # transaction: deferring it would lose the retry if that transaction rolls back.
+        if options.get("retries"):
+            return False
+        return transaction.get_connection(DEFAULT_DB_ALIAS).in_atomic_block
+
+    def _check_serialisable(self, args: Any, kwargs: Any, serializer: str | None) -> None:
+        try:
+            dumps((args or (), kwargs or {}), serializer=serializer or self.serializer)
+        except EncodeError as exc:
+            raise UnserializableArguments(
+                f"Arguments to task {self.name!r} cannot be serialised as "
+                f"{serializer or self.serializer}: {exc}. Nothing was recorded or published. "
+                "Pass plain data (str, int, float, bool, None, lists and dicts of these) "
+                "and database ids instead of objects."
+            ) from exc

@@ -1,0 +1,69 @@
+"""Demo tasks for the README walk-through, the benchmarks and the tests.
+
+Plain `@shared_task` functions: they rely on nothing but Celery, which is the point.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from celery import shared_task
+from django.db import transaction
+from django.db.models import F
+
+from tasks.models import DemoCounter
+
+
+class DemoTransientError(Exception):
+    """A failure worth retrying (the demo's stand-in for a flaky network call)."""
+
+
+@shared_task(name="tasks.demo.noop")
+def noop(i: int) -> int:
+    return i
+
+
+@shared_task(name="tasks.demo.add")
+def add(x: float, y: float) -> float:
+    return x + y
+
+
+@shared_task(name="tasks.demo.sleep_with_progress", bind=True)
+def sleep_with_progress(self: Any, seconds: float = 5, steps: int = 10) -> dict[str, Any]:
+    steps = max(1, int(steps))
+    for step in range(1, steps + 1):
+        time.sleep(seconds / steps)
+        self.set_progress(100 * step / steps, f"step {step} of {steps}")
+    return {"slept": seconds, "steps": steps}
+
+
+@shared_task(
+    name="tasks.demo.flaky",
+    bind=True,
+    autoretry_for=(DemoTransientError,),
+    max_retries=5,
+    retry_backoff=1,
+    retry_backoff_max=30,
+    retry_jitter=True,
+)
+def flaky(self: Any, key: str, fail_times: int) -> str:
+    with transaction.atomic():
+        counter, _ = DemoCounter.objects.get_or_create(key=key)
+        DemoCounter.objects.filter(pk=counter.pk).update(count=F("count") + 1)
+        counter.refresh_from_db()
+    if counter.count <= fail_times:
+        raise DemoTransientError(f"attempt {counter.count} for {key!r} fails on purpose")
+    return f"{key} succeeded on attempt {counter.count}"
+
+
+@shared_task(
+    name="tasks.demo.always_fail",
+    autoretry_for=(DemoTransientError,),
+    max_retries=3,
+    retry_backoff=1,
+    retry_backoff_max=10,
+    retry_jitter=True,
+)
+def always_fail(message: str = "always fails") -> None:
+    raise DemoTransientError(message)

@@ -1,0 +1,246 @@
+"""Translate what Celery tells us (messages, requests, signal arguments) into JobEvents.
+
+Pure functions apart from reading the clock: no database, no broker. Each names the
+state it reports; `tasks.receivers` calls them and hands the result to
+`tasks.recording.record`.
+"""
+
+from __future__ import annotations
+
+import json
+import traceback as tb
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery.utils.saferepr import saferepr
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from tasks import correlation
+from tasks.models import JobStatus
+from tasks.recording import JobEvent
+
+
+def pending(
+    task_id: str,
+    name: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    queue: str | None,
+    priority: int | None,
+    correlation_id: str | None,
+) -> JobEvent:
+    """Recorded by `.delay()` inside a transaction, before anything is published."""
+    return JobEvent(
+        task_id=task_id,
+        status=JobStatus.PENDING,
+        attempt=0,
+        facts=_drop_empty(
+            name=name,
+            args=jsonable(list(args)),
+            kwargs=jsonable(dict(kwargs)),
+            queue=queue,
+            priority=priority,
+            correlation_id=correlation_id,
+        ),
+    )
+
+
+def published(
+    headers: Mapping[str, Any], body: Any, routing_key: str | None, priority: int | None
+) -> JobEvent:
+    """The message is on the broker: SENT, or RETRY when it is a retry's re-publish."""
+    retries = int(headers.get("retries") or 0)
+    args, kwargs = _body_arguments(body)
+    now = timezone.now()
+    return JobEvent(
+        task_id=headers["id"],
+        status=JobStatus.RETRY if retries else JobStatus.SENT,
+        attempt=retries,
+        facts=_drop_empty(
+            name=headers.get("task"),
+            args=args,
+            kwargs=kwargs,
+            queue=routing_key,
+            priority=priority,
+            parent_id=headers.get("parent_id"),
+            root_id=headers.get("root_id"),
+            group_id=headers.get("group"),
+            correlation_id=headers.get(correlation.HEADER),
+            sent_at=now,
+        ),
+        state=_drop_empty(eta=_parse_time(headers.get("eta"))),
+        at=now,
+    )
+
+
+def received(request: Any) -> JobEvent:
+    """A worker's main process took the message (`task_received`, a worker Request)."""
+    headers = request.request_dict
+    delivery = request.delivery_info or {}
+    return JobEvent(
+        task_id=request.id,
+        status=JobStatus.RECEIVED,
+        attempt=int(headers.get("retries") or 0) + 1,
+        facts=_drop_empty(
+            name=request.name,
+            args=jsonable(list(request.args)),
+            kwargs=jsonable(dict(request.kwargs)),
+            queue=delivery.get("routing_key"),
+            priority=delivery.get("priority"),
+            parent_id=headers.get("parent_id"),
+            root_id=headers.get("root_id"),
+            group_id=headers.get("group"),
+            correlation_id=headers.get(correlation.HEADER)
+            or headers.get("root_id")
+            or request.id,
+        ),
+        state=_drop_empty(worker=request.hostname, eta=_parse_time(headers.get("eta"))),
+    )
+
+
+def started(task_request: Any) -> JobEvent:
+    """The pool child is about to run the body (`task_prerun`, the task's Context)."""
+    return JobEvent(
+        task_id=task_request.id,
+        status=JobStatus.STARTED,
+        attempt=(task_request.retries or 0) + 1,
+        state=_drop_empty(started_at=timezone.now(), worker=task_request.hostname),
+    )
+
+
+def progressed(task_request: Any, percent: int, message: str) -> JobEvent:
+    """The running task reported progress; it stays STARTED."""
+    return JobEvent(
+        task_id=task_request.id,
+        status=JobStatus.STARTED,
+        attempt=(task_request.retries or 0) + 1,
+        state={"progress": percent, "progress_message": message[:255]},
+    )
+
+
+def succeeded(task_request: Any, result: Any) -> JobEvent:
+    return JobEvent(
+        task_id=task_request.id,
+        status=JobStatus.SUCCESS,
+        attempt=(task_request.retries or 0) + 1,
+        state={"finished_at": timezone.now(), "result": jsonable(result), "progress": 100},
+    )
+
+
+def failed(task_id: str, retries: int, exception: BaseException, traceback_text: str) -> JobEvent:
+    return JobEvent(
+        task_id=task_id,
+        status=JobStatus.FAILURE,
+        attempt=retries + 1,
+        state={
+            "finished_at": timezone.now(),
+            "error": describe(exception),
+            "traceback": traceback_text or _format_traceback(exception),
+        },
+    )
+
+
+def retrying(task_request: Any, reason: Any, traceback_text: str) -> JobEvent:
+    """An attempt failed and Celery scheduled the next (`task_retry`)."""
+    cause = getattr(reason, "exc", None) or reason
+    return JobEvent(
+        task_id=task_request.id,
+        status=JobStatus.RETRY,
+        attempt=(task_request.retries or 0) + 1,
+        state=_drop_empty(
+            error=describe(cause),
+            traceback=traceback_text,
+            eta=_retry_eta(getattr(reason, "when", None)),
+        ),
+    )
+
+
+def revoked(task_id: str, retries: int, *, terminated: bool, expired: bool, signum: Any) -> JobEvent:
+    if expired:
+        why = "Expired before a worker could run it."
+    elif terminated:
+        why = f"Terminated while running (signal {signum})."
+    else:
+        why = "Revoked before it ran."
+    return JobEvent(
+        task_id=task_id,
+        status=JobStatus.REVOKED,
+        attempt=retries,
+        state={"finished_at": timezone.now(), "error": why},
+    )
+
+
+def unknown_task(task_id: str, name: str, headers: Mapping[str, Any], body: Any, hostname: str) -> JobEvent:
+    """A worker got a message for a task it does not have (`task_unknown`)."""
+    args, kwargs = _body_arguments(body)
+    return JobEvent(
+        task_id=task_id,
+        status=JobStatus.FAILURE,
+        attempt=0,
+        facts=_drop_empty(
+            name=name,
+            args=args,
+            kwargs=kwargs,
+            parent_id=headers.get("parent_id"),
+            root_id=headers.get("root_id"),
+            group_id=headers.get("group"),
+            correlation_id=headers.get(correlation.HEADER) or headers.get("root_id") or task_id,
+        ),
+        state={
+            "finished_at": timezone.now(),
+            "worker": hostname,
+            "error": (
+                f"NotRegistered: no task named {name!r} is registered on worker {hostname}. "
+                "Check the name, that the module defining it is imported by the worker "
+                "(an installed app's tasks.py, or CELERY_IMPORTS), and that the worker "
+                "runs the current code."
+            ),
+        },
+    )
+
+
+def describe(exception: BaseException) -> str:
+    return f"{type(exception).__name__}: {exception}"
+
+
+def jsonable(value: Any) -> Any:
+    """The value itself when JSON can hold it, else a marked repr (never raises)."""
+    try:
+        json.dumps(value, cls=DjangoJSONEncoder)
+    except (TypeError, ValueError):
+        return {"__repr__": saferepr(value, maxlen=4096)}
+    return value
+
+
+def _body_arguments(body: Any) -> tuple[Any, Any]:
+    # Protocol 2 body: (args, kwargs, embed).
+    if isinstance(body, (list, tuple)) and len(body) == 3:
+        return jsonable(list(body[0])), jsonable(dict(body[1]))
+    return None, None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        return parse_datetime(value)
+    return None
+
+
+def _retry_eta(when: Any) -> datetime | None:
+    if isinstance(when, datetime):
+        return when
+    if isinstance(when, (int, float)):
+        return timezone.now() + timedelta(seconds=when)
+    return None
+
+
+def _format_traceback(exception: BaseException) -> str:
+    return "".join(tb.format_exception(type(exception), exception, exception.__traceback__))
+
+
+def _drop_empty(**fields: Any) -> dict[str, Any]:
+    return {name: value for name, value in fields.items() if value is not None and value != ""}

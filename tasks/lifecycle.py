@@ -1,0 +1,60 @@
+"""Which state change may overwrite which: the precedence rule, as pure data.
+
+Events about one job arrive from several processes (the publisher, the worker's main
+process, the pool child) and, once writes are batched, in any order. A row therefore
+only moves forward. Forward is ordered first by attempt, then by stage within the
+attempt, and a terminal state is final:
+
+    PENDING(0) < SENT(0) < RECEIVED(1) < STARTED(1) < RETRY(1) < RECEIVED(2) < ... < terminal
+
+`attempt` is the number of attempts that have started once the event is true, so a
+retry's new message (published with `retries=1`) and the RETRY of attempt 1 compare
+equal, and the second attempt's RECEIVED outranks both.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q
+
+from tasks.models import JobStatus
+
+STAGE: dict[str, int] = {
+    JobStatus.PENDING: 0,
+    JobStatus.SENT: 1,
+    JobStatus.RECEIVED: 2,
+    JobStatus.STARTED: 3,
+    JobStatus.RETRY: 4,
+    JobStatus.SUCCESS: 9,
+    JobStatus.FAILURE: 9,
+    JobStatus.REVOKED: 9,
+}
+TERMINAL: frozenset[str] = frozenset({JobStatus.SUCCESS, JobStatus.FAILURE, JobStatus.REVOKED})
+
+
+def is_terminal(status: str) -> bool:
+    return status in TERMINAL
+
+
+def supersedes(new_status: str, new_attempt: int, old_status: str, old_attempt: int) -> bool:
+    """True when an event (new_status, new_attempt) may overwrite a row in old_status.
+
+    Equal positions supersede each other so that two halves of one state (the retry's
+    re-publish and the RETRY signal) both land.
+    """
+    if old_status in TERMINAL:
+        return False
+    if new_status in TERMINAL:
+        return True
+    return (new_attempt, STAGE[new_status]) >= (old_attempt, STAGE[old_status])
+
+
+def superseded_rows(new_status: str, new_attempt: int) -> Q:
+    """`supersedes` as a filter on the current row, for a single UPDATE statement."""
+    not_final = ~Q(status__in=TERMINAL)
+    if new_status in TERMINAL:
+        return not_final
+    stage = STAGE[new_status]
+    earlier_stages = [s for s, rank in STAGE.items() if rank <= stage and s not in TERMINAL]
+    return not_final & (
+        Q(attempts__lt=new_attempt) | Q(attempts=new_attempt, status__in=earlier_stages)
+    )

@@ -1,0 +1,161 @@
+"""The job record: one row per Celery task invocation, keyed by the task id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+
+
+class JobStatus(models.TextChoices):
+    """Where a job is in its life. Celery's state names, plus PENDING for our outbox."""
+
+    PENDING = "PENDING", "Pending"
+    """Recorded in the caller's transaction; the message is not yet confirmed published."""
+    SENT = "SENT", "Sent"
+    """Published to the broker; no worker has taken it yet."""
+    RECEIVED = "RECEIVED", "Received"
+    """A worker holds the message (it may be waiting for its ETA or a free process)."""
+    STARTED = "STARTED", "Started"
+    """A worker process is running the task body."""
+    RETRY = "RETRY", "Retry"
+    """An attempt failed and another is scheduled (see `eta`)."""
+    SUCCESS = "SUCCESS", "Success"
+    """Finished; `result` holds the return value."""
+    FAILURE = "FAILURE", "Failure"
+    """Finished with an error; `error` and `traceback` say why."""
+    REVOKED = "REVOKED", "Revoked"
+    """Cancelled before or while running."""
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    """The questions the admin and dashboard ask; each is served by an index on Job."""
+
+    def running(self) -> JobQuerySet:
+        return self.filter(status=JobStatus.STARTED)
+
+    def queued(self) -> JobQuerySet:
+        return self.filter(
+            status__in=[JobStatus.PENDING, JobStatus.SENT, JobStatus.RECEIVED, JobStatus.RETRY]
+        )
+
+    def finished(self) -> JobQuerySet:
+        return self.filter(status__in=[JobStatus.SUCCESS, JobStatus.FAILURE, JobStatus.REVOKED])
+
+    def succeeded(self) -> JobQuerySet:
+        return self.filter(status=JobStatus.SUCCESS)
+
+    def failed(self) -> JobQuerySet:
+        return self.filter(status=JobStatus.FAILURE)
+
+    def dead_lettered(self) -> JobQuerySet:
+        return self.filter(dead_lettered_at__isnull=False)
+
+    def since(self, moment: datetime) -> JobQuerySet:
+        return self.filter(created_at__gte=moment)
+
+    def named(self, name: str) -> JobQuerySet:
+        return self.filter(name=name)
+
+    def in_queue(self, queue: str) -> JobQuerySet:
+        return self.filter(queue=queue)
+
+    def correlated(self, correlation_id: str) -> JobQuerySet:
+        return self.filter(correlation_id=correlation_id)
+
+    def in_group(self, group_id: str) -> JobQuerySet:
+        """A group's members, or a chord's header tasks and its body."""
+        return self.filter(group_id=group_id)
+
+    def family(self, root_id: str) -> JobQuerySet:
+        """Every job of one workflow (a chain, group or chord and what it spawned)."""
+        return self.filter(root_id=root_id)
+
+
+class Job(models.Model):
+    """One Celery task invocation, written only by `tasks.recording`.
+
+    `args`, `kwargs` and `result` are the real JSON values (never Celery's truncated
+    `argsrepr`), so a job can be replayed from its row.
+    """
+
+    task_id = models.CharField(max_length=255, unique=True)
+    name = models.CharField(max_length=255, blank=True, default="")
+    queue = models.CharField(max_length=255, blank=True, default="")
+    priority = models.PositiveSmallIntegerField(null=True, blank=True)
+    # NULL means "not known yet" (the row was created from an event without the message).
+    args = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    kwargs = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    status = models.CharField(
+        max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING
+    )
+    progress = models.PositiveSmallIntegerField(default=0)
+    progress_message = models.CharField(max_length=255, blank=True, default="")
+    result = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
+    error = models.TextField(blank=True, default="")
+    traceback = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="Attempts that have started running."
+    )
+    worker = models.CharField(max_length=255, blank=True, default="")
+    correlation_id = models.CharField(max_length=128, blank=True, default="")
+    parent_id = models.CharField(max_length=255, blank=True, default="")
+    root_id = models.CharField(max_length=255, blank=True, default="")
+    group_id = models.CharField(max_length=255, blank=True, default="")
+    eta = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    dead_lettered_at = models.DateTimeField(null=True, blank=True)
+    retried_from = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="retries",
+        help_text="The job this one re-runs (operator retry or dead-letter replay).",
+    )
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["status", "-created_at"], name="job_status_created"),
+            models.Index(fields=["name", "-created_at"], name="job_name_created"),
+            models.Index(fields=["queue", "status"], name="job_queue_status"),
+            models.Index(fields=["correlation_id"], name="job_correlation"),
+            models.Index(fields=["root_id"], name="job_root"),
+            models.Index(fields=["group_id"], name="job_group"),
+            models.Index(fields=["-created_at"], name="job_created"),
+            models.Index(
+                fields=["dead_lettered_at"],
+                name="job_dead_lettered",
+                condition=models.Q(dead_lettered_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or '?'} [{self.task_id}] {self.status}"
+
+    @property
+    def runtime_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class DemoCounter(models.Model):
+    """Attempt counters for the `tasks.demo.flaky` demo task, shared by all workers.
+
+    Lives in the database (not worker memory) so "fail the first N attempts for this
+    key" holds across processes, restarts and replays.
+    """
+
+    key = models.CharField(max_length=255, unique=True)
+    count = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.count}"

@@ -1,0 +1,108 @@
+"""Celery signal receivers: translate (tasks.events) and record (tasks.recording).
+
+Thin on purpose; no decisions are made here. Where each signal runs matters:
+publish signals run in whichever process publishes (a view, a task, beat); `task_received`,
+`task_revoked` and `task_unknown` in the worker's main process; prerun/success/failure/
+retry in the pool child.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import signals
+
+from tasks import correlation, events
+from tasks.recording import JobEvent, record
+
+logger = logging.getLogger(__name__)
+
+# Priority is a message property, which after_task_publish does not receive; it is
+# carried over from before_task_publish, keyed by task id.
+_priorities: dict[str, int | None] = {}
+
+
+def connect() -> None:
+    """Connect every receiver once (idempotent: dispatch_uid)."""
+    for signal, receiver in (
+        (signals.before_task_publish, on_before_publish),
+        (signals.after_task_publish, on_after_publish),
+        (signals.task_received, on_received),
+        (signals.task_prerun, on_prerun),
+        (signals.task_success, on_success),
+        (signals.task_failure, on_failure),
+        (signals.task_retry, on_retry),
+        (signals.task_revoked, on_revoked),
+        (signals.task_unknown, on_unknown),
+    ):
+        signal.connect(receiver, weak=False, dispatch_uid=f"tasks.receivers.{receiver.__name__}")
+
+
+def _record(event: JobEvent) -> None:
+    try:
+        record(event)
+    except Exception:
+        logger.exception("Could not record %s for job %s", event.status, event.task_id)
+
+
+def on_before_publish(headers: dict[str, Any], properties: dict[str, Any], **_: Any) -> None:
+    if not headers.get(correlation.HEADER):
+        # Outside a request or task, a job (or a whole canvas) is its own correlation
+        # scope: its root id.
+        headers[correlation.HEADER] = correlation.current() or headers.get("root_id") or headers["id"]
+    _priorities[headers["id"]] = properties.get("priority")
+
+
+def on_after_publish(headers: dict[str, Any], body: Any, routing_key: str, **_: Any) -> None:
+    priority = _priorities.pop(headers["id"], None)
+    _record(events.published(headers, body, routing_key, priority))
+
+
+def on_received(request: Any, **_: Any) -> None:
+    _record(events.received(request))
+
+
+def on_prerun(task: Any, **_: Any) -> None:
+    _record(events.started(task.request))
+
+
+def on_success(sender: Any, result: Any, **_: Any) -> None:
+    _record(events.succeeded(sender.request, result))
+
+
+def on_failure(
+    sender: Any, task_id: str, exception: BaseException, einfo: Any = None, **_: Any
+) -> None:
+    request = sender.request
+    retries = (request.retries or 0) if request.id == task_id else 0
+    traceback_text = getattr(einfo, "traceback", "") or ""
+    _record(events.failed(task_id, retries, exception, traceback_text))
+
+
+def on_retry(request: Any, reason: Any, einfo: Any = None, **_: Any) -> None:
+    _record(events.retrying(request, reason, getattr(einfo, "traceback", "") or ""))
+
+
+def on_revoked(
+    request: Any, terminated: bool = False, signum: Any = None, expired: bool = False, **_: Any
+) -> None:
+    retries = int(request.request_dict.get("retries") or 0)
+    _record(
+        events.revoked(request.id, retries, terminated=terminated, expired=expired, signum=signum)
+    )
+
+
+def on_unknown(sender: Any, message: Any, name: str, id: str, **_: Any) -> None:  # noqa: A002
+    _record(
+        events.unknown_task(
+            id, name, message.headers or {}, _decoded_body(message), getattr(sender, "hostname", "")
+        )
+    )
+
+
+def _decoded_body(message: Any) -> Any:
+    try:
+        return message.decode()
+    except Exception:
+        return None

@@ -1,0 +1,89 @@
+"""Shared fixtures: a private Redis server, the real test database, real workers.
+
+Nothing here touches the machine's shared Redis on 6379: the session starts its own
+redis-server on a free port and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from celery import Celery
+
+from devstack.redis_server import RedisServer
+from tests.support.database import database_url
+from tests.support.worker import PROJECT_ROOT, WorkerProcess
+
+OUTPUT_DIR = Path(os.environ.get("TEST_OUTPUT_DIR", PROJECT_ROOT / "test-output"))
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    return OUTPUT_DIR
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def celery_app(redis_server: RedisServer) -> Celery:
+    """The project's app, pointed at the private Redis before anything publishes."""
+    from project.celery import app
+
+    app.conf.broker_url = redis_server.url
+    app.conf.broker_transport_options = {
+        **app.conf.broker_transport_options,
+        "visibility_timeout": 3600,
+    }
+    return app
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_server.url)
+    yield client
+    client.close()
+
+
+def worker_env(broker_url: str) -> dict[str, str]:
+    from django.db import connection
+
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=database_url(connection.settings_dict),
+        CELERY_BROKER_URL=broker_url,
+        REDIS_URL=broker_url,
+        DJANGO_SETTINGS_MODULE="project.settings",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def worker(
+    django_db_setup: None, django_db_blocker: object, redis_server: RedisServer, celery_app: Celery, output_dir: Path
+) -> Iterator[WorkerProcess]:
+    """One prefork worker (-c 2) for the session, on the test database."""
+    process = WorkerProcess(
+        app=celery_app,
+        env=worker_env(redis_server.url),
+        log_path=output_dir / "logs" / "worker-session.log",
+    )
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def live_worker(worker: WorkerProcess, transactional_db: None) -> WorkerProcess:
+    """The session worker, for a test whose rows must be committed for it to see them."""
+    assert worker.is_alive(), f"the session worker died; see {worker.log_path}"
+    return worker

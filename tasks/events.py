@@ -93,9 +93,7 @@ def received(request: Any) -> JobEvent:
             parent_id=headers.get("parent_id"),
             root_id=headers.get("root_id"),
             group_id=headers.get("group"),
-            correlation_id=headers.get(correlation.HEADER)
-            or headers.get("root_id")
-            or request.id,
+            correlation_id=headers.get(correlation.HEADER) or headers.get("root_id") or request.id,
         ),
         state=_drop_empty(worker=request.hostname, eta=_parse_time(headers.get("eta"))),
     )
@@ -158,7 +156,9 @@ def retrying(task_request: Any, reason: Any, traceback_text: str) -> JobEvent:
     )
 
 
-def revoked(task_id: str, retries: int, *, terminated: bool, expired: bool, signum: Any) -> JobEvent:
+def revoked(
+    task_id: str, retries: int, *, terminated: bool, expired: bool, signum: Any
+) -> JobEvent:
     if expired:
         why = "Expired before a worker could run it."
     elif terminated:
@@ -173,7 +173,9 @@ def revoked(task_id: str, retries: int, *, terminated: bool, expired: bool, sign
     )
 
 
-def unknown_task(task_id: str, name: str, headers: Mapping[str, Any], body: Any, hostname: str) -> JobEvent:
+def unknown_task(
+    task_id: str, name: str, headers: Mapping[str, Any], body: Any, hostname: str
+) -> JobEvent:
     """A worker got a message for a task it does not have (`task_unknown`)."""
     args, kwargs = _body_arguments(body)
     return JobEvent(

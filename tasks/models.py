@@ -87,9 +87,7 @@ class Job(models.Model):
     # NULL means "not known yet" (the row was created from an event without the message).
     args = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
     kwargs = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
-    status = models.CharField(
-        max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING
-    )
+    status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     progress = models.PositiveSmallIntegerField(default=0)
     progress_message = models.CharField(max_length=255, blank=True, default="")
     result = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)

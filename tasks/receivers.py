@@ -50,7 +50,9 @@ def on_before_publish(headers: dict[str, Any], properties: dict[str, Any], **_: 
     if not headers.get(correlation.HEADER):
         # Outside a request or task, a job (or a whole canvas) is its own correlation
         # scope: its root id.
-        headers[correlation.HEADER] = correlation.current() or headers.get("root_id") or headers["id"]
+        headers[correlation.HEADER] = (
+            correlation.current() or headers.get("root_id") or headers["id"]
+        )
     _priorities[headers["id"]] = properties.get("priority")
 
 

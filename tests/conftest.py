@@ -18,6 +18,10 @@ from devstack.redis_server import RedisServer
 from tests.support.database import database_url
 from tests.support.worker import PROJECT_ROOT, WorkerProcess
 
+# Playwright runs an event loop in the test thread; Django refuses ORM calls there
+# unless told that this (test-only) thread is safe.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
 OUTPUT_DIR = Path(os.environ.get("TEST_OUTPUT_DIR", PROJECT_ROOT / "test-output"))
 
 
@@ -69,7 +73,11 @@ def worker_env(broker_url: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def worker(
-    django_db_setup: None, django_db_blocker: object, redis_server: RedisServer, celery_app: Celery, output_dir: Path
+    django_db_setup: None,
+    django_db_blocker: object,
+    redis_server: RedisServer,
+    celery_app: Celery,
+    output_dir: Path,
 ) -> Iterator[WorkerProcess]:
     """One prefork worker (-c 2) for the session, on the test database."""
     process = WorkerProcess(

@@ -9,7 +9,7 @@ import os
 os.environ.setdefault("SECRET_KEY", "test-only-secret-key-not-for-production-use-0123456789")
 os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
 
-from project.settings import *  # noqa: E402,F403
+from project.settings import *  # noqa: F403
 
 # The test client and live server speak http://, so no redirect to https and cookies
 # that a browser will send back over http.

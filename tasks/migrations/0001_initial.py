@@ -6,54 +6,127 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='DemoCounter',
+            name="DemoCounter",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=255, unique=True)),
-                ('count', models.PositiveIntegerField(default=0)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=255, unique=True)),
+                ("count", models.PositiveIntegerField(default=0)),
             ],
         ),
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('task_id', models.CharField(max_length=255, unique=True)),
-                ('name', models.CharField(blank=True, default='', max_length=255)),
-                ('queue', models.CharField(blank=True, default='', max_length=255)),
-                ('priority', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('args', models.JSONField(blank=True, encoder=django.core.serializers.json.DjangoJSONEncoder, null=True)),
-                ('kwargs', models.JSONField(blank=True, encoder=django.core.serializers.json.DjangoJSONEncoder, null=True)),
-                ('status', models.CharField(choices=[('PENDING', 'Pending'), ('SENT', 'Sent'), ('RECEIVED', 'Received'), ('STARTED', 'Started'), ('RETRY', 'Retry'), ('SUCCESS', 'Success'), ('FAILURE', 'Failure'), ('REVOKED', 'Revoked')], default='PENDING', max_length=16)),
-                ('progress', models.PositiveSmallIntegerField(default=0)),
-                ('progress_message', models.CharField(blank=True, default='', max_length=255)),
-                ('result', models.JSONField(blank=True, encoder=django.core.serializers.json.DjangoJSONEncoder, null=True)),
-                ('error', models.TextField(blank=True, default='')),
-                ('traceback', models.TextField(blank=True, default='')),
-                ('attempts', models.PositiveIntegerField(default=0, help_text='Attempts that have started running.')),
-                ('worker', models.CharField(blank=True, default='', max_length=255)),
-                ('correlation_id', models.CharField(blank=True, default='', max_length=128)),
-                ('parent_id', models.CharField(blank=True, default='', max_length=255)),
-                ('root_id', models.CharField(blank=True, default='', max_length=255)),
-                ('group_id', models.CharField(blank=True, default='', max_length=255)),
-                ('eta', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField()),
-                ('sent_at', models.DateTimeField(blank=True, null=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('dead_lettered_at', models.DateTimeField(blank=True, null=True)),
-                ('retried_from', models.ForeignKey(blank=True, help_text='The job this one re-runs (operator retry or dead-letter replay).', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='retries', to='tasks.job')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("task_id", models.CharField(max_length=255, unique=True)),
+                ("name", models.CharField(blank=True, default="", max_length=255)),
+                ("queue", models.CharField(blank=True, default="", max_length=255)),
+                ("priority", models.PositiveSmallIntegerField(blank=True, null=True)),
+                (
+                    "args",
+                    models.JSONField(
+                        blank=True,
+                        encoder=django.core.serializers.json.DjangoJSONEncoder,
+                        null=True,
+                    ),
+                ),
+                (
+                    "kwargs",
+                    models.JSONField(
+                        blank=True,
+                        encoder=django.core.serializers.json.DjangoJSONEncoder,
+                        null=True,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("PENDING", "Pending"),
+                            ("SENT", "Sent"),
+                            ("RECEIVED", "Received"),
+                            ("STARTED", "Started"),
+                            ("RETRY", "Retry"),
+                            ("SUCCESS", "Success"),
+                            ("FAILURE", "Failure"),
+                            ("REVOKED", "Revoked"),
+                        ],
+                        default="PENDING",
+                        max_length=16,
+                    ),
+                ),
+                ("progress", models.PositiveSmallIntegerField(default=0)),
+                ("progress_message", models.CharField(blank=True, default="", max_length=255)),
+                (
+                    "result",
+                    models.JSONField(
+                        blank=True,
+                        encoder=django.core.serializers.json.DjangoJSONEncoder,
+                        null=True,
+                    ),
+                ),
+                ("error", models.TextField(blank=True, default="")),
+                ("traceback", models.TextField(blank=True, default="")),
+                (
+                    "attempts",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Attempts that have started running."
+                    ),
+                ),
+                ("worker", models.CharField(blank=True, default="", max_length=255)),
+                ("correlation_id", models.CharField(blank=True, default="", max_length=128)),
+                ("parent_id", models.CharField(blank=True, default="", max_length=255)),
+                ("root_id", models.CharField(blank=True, default="", max_length=255)),
+                ("group_id", models.CharField(blank=True, default="", max_length=255)),
+                ("eta", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField()),
+                ("sent_at", models.DateTimeField(blank=True, null=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("dead_lettered_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "retried_from",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The job this one re-runs (operator retry or dead-letter replay).",
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="retries",
+                        to="tasks.job",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['status', '-created_at'], name='job_status_created'), models.Index(fields=['name', '-created_at'], name='job_name_created'), models.Index(fields=['queue', 'status'], name='job_queue_status'), models.Index(fields=['correlation_id'], name='job_correlation'), models.Index(fields=['root_id'], name='job_root'), models.Index(fields=['group_id'], name='job_group'), models.Index(fields=['-created_at'], name='job_created'), models.Index(condition=models.Q(('dead_lettered_at__isnull', False)), fields=['dead_lettered_at'], name='job_dead_lettered')],
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(fields=["status", "-created_at"], name="job_status_created"),
+                    models.Index(fields=["name", "-created_at"], name="job_name_created"),
+                    models.Index(fields=["queue", "status"], name="job_queue_status"),
+                    models.Index(fields=["correlation_id"], name="job_correlation"),
+                    models.Index(fields=["root_id"], name="job_root"),
+                    models.Index(fields=["group_id"], name="job_group"),
+                    models.Index(fields=["-created_at"], name="job_created"),
+                    models.Index(
+                        condition=models.Q(("dead_lettered_at__isnull", False)),
+                        fields=["dead_lettered_at"],
+                        name="job_dead_lettered",
+                    ),
+                ],
             },
         ),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -33,10 +34,24 @@ class WorkerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "celery", "-A", "project", "worker",
-                "-P", "prefork", "-c", str(self.concurrency),
-                "-Q", self.queues, "-n", self.name, "-l", "INFO",
-                "--without-mingle", "--without-gossip",
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "project",
+                "worker",
+                "-P",
+                "prefork",
+                "-c",
+                str(self.concurrency),
+                "-Q",
+                self.queues,
+                "-n",
+                self.name,
+                "-l",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
                 *self.extra_args,
             ],
             cwd=PROJECT_ROOT,
@@ -70,15 +85,11 @@ class WorkerProcess:
             return
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
         # Whatever is left of the process group (pool children) goes too.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.process.wait()
         self.process = None
 

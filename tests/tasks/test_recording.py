@@ -14,7 +14,9 @@ pytestmark = pytest.mark.django_db
 
 
 def test_first_event_creates_the_row_with_its_facts() -> None:
-    record(JobEvent("t1", JobStatus.SENT, 0, facts={"name": "x.y", "args": [1], "queue": "default"}))
+    record(
+        JobEvent("t1", JobStatus.SENT, 0, facts={"name": "x.y", "args": [1], "queue": "default"})
+    )
     job = Job.objects.get(task_id="t1")
     assert (job.name, job.args, job.queue, job.status) == ("x.y", [1], "default", JobStatus.SENT)
 
@@ -22,7 +24,9 @@ def test_first_event_creates_the_row_with_its_facts() -> None:
 def test_a_late_started_does_not_overwrite_success() -> None:
     finished = timezone.now()
     record(JobEvent("t2", JobStatus.SUCCESS, 1, state={"result": 5, "finished_at": finished}))
-    record(JobEvent("t2", JobStatus.STARTED, 1, state={"started_at": finished - timedelta(seconds=1)}))
+    record(
+        JobEvent("t2", JobStatus.STARTED, 1, state={"started_at": finished - timedelta(seconds=1)})
+    )
     job = Job.objects.get(task_id="t2")
     assert job.status == JobStatus.SUCCESS
     assert job.result == 5

@@ -37,7 +37,8 @@ def test_worker_hostname_and_timings_are_recorded(live_worker: WorkerProcess) ->
     job = wait_for_job(add.delay(1, 2).id)
     assert job.worker == live_worker.name
     assert job.created_at <= job.sent_at <= job.started_at <= job.finished_at
-    assert job.runtime_seconds is not None and job.runtime_seconds >= 0
+    assert job.runtime_seconds is not None
+    assert job.runtime_seconds >= 0
 
 
 def test_async_result_get_returns_the_result(live_worker: WorkerProcess) -> None:
@@ -61,7 +62,8 @@ def test_failing_task_stores_error_and_traceback(live_worker: WorkerProcess) -> 
     job = wait_for_job(result.id)
     assert job.status == JobStatus.FAILURE
     assert job.error.startswith("ValueError: could not convert string to float")
-    assert "Traceback" in job.traceback and "float(raw)" in job.traceback
+    assert "Traceback" in job.traceback
+    assert "float(raw)" in job.traceback
     assert job.finished_at is not None
     with pytest.raises(ValueError, match="could not convert"):
         result.get(timeout=10)
@@ -96,8 +98,13 @@ def test_send_task_from_a_process_without_django_is_tracked(
     )
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ""}
     completed = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
-        timeout=60, check=False,
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr
     task_id = completed.stdout.strip()

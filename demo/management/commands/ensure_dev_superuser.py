@@ -21,7 +21,9 @@ class Command(BaseCommand):
             raise CommandError("Refusing to create a development superuser with DEBUG off.")
         users = get_user_model()
         if users.objects.filter(username=username).exists():
-            self.stdout.write(f"Development superuser '{username}' exists (password shown when it was created).")
+            self.stdout.write(
+                f"Development superuser '{username}' exists (password shown when it was created)."
+            )
             return
         password = secrets.token_urlsafe(12)
         users.objects.create_superuser(username=username, email="", password=password)

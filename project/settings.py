@@ -145,8 +145,10 @@ STORAGES = {
 LOGIN_URL = "admin:login"
 
 # --- Security (production unless DEBUG) -------------------------------------------------
-SESSION_COOKIE_SECURE = not DEBUG
-CSRF_COOKIE_SECURE = not DEBUG
+# Cookies only over HTTPS outside DEBUG. SECURE_COOKIES=0 is for a local plain-http trial
+# of the production setup (docker compose without a TLS proxy), never for production.
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -24,6 +24,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Least
 from django.utils import timezone
 
 from tasks import lifecycle
@@ -70,9 +71,13 @@ def record(event: JobEvent) -> None:
         Job.objects.filter(task_id=event.task_id).update(**updates)
 
 
-def _conditional_updates(event: JobEvent) -> dict[str, Case]:
+def _conditional_updates(event: JobEvent) -> dict[str, Case | Least]:
     wins = lifecycle.superseded_rows(event.status, event.attempt)
-    updates: dict[str, Case] = {}
+    # The row may have been created by a later event (a fast worker's RECEIVED before
+    # the publisher's SENT): the job was created at the earliest event we hear of.
+    updates: dict[str, Case | Least] = {
+        "created_at": Least(F("created_at"), Value(event.at, output_field=_FIELDS["created_at"]))
+    }
     for name, value in event.facts.items():
         updates[name] = _when(_is_empty(name), name, value)
     for name, value in {"status": event.status, "attempts": event.attempt, **event.state}.items():

@@ -71,3 +71,12 @@ def test_retry_then_second_attempt_counts_attempts() -> None:
     job = Job.objects.get(task_id="t5")
     assert (job.status, job.attempts) == (JobStatus.STARTED, 2)
     assert job.error == ""
+
+
+def test_created_at_is_the_earliest_event_even_when_it_arrives_late() -> None:
+    sent = timezone.now()
+    record(JobEvent("t6", JobStatus.RECEIVED, 1, at=sent + timedelta(milliseconds=5)))
+    record(JobEvent("t6", JobStatus.SENT, 0, facts={"sent_at": sent}, at=sent))
+    job = Job.objects.get(task_id="t6")
+    assert job.created_at == sent == job.sent_at
+    assert job.status == JobStatus.RECEIVED

@@ -164,7 +164,9 @@ if not DEBUG:
 # --- Celery ----------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL
-CELERY_RESULT_BACKEND = "django-db"
+# django-celery-results' tables and read path; its writes are batched with the job
+# records (tasks/results.py explains why).
+CELERY_RESULT_BACKEND = "tasks.results:BatchedDatabaseBackend"
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_TRACK_STARTED = True
 CELERY_TIMEZONE = TIME_ZONE
@@ -203,6 +205,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     ),
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Tests and debugging can ask for every job event to be written before the call returns.
+TASKS_RECORD_SYNCHRONOUSLY = env_bool("TASKS_RECORD_SYNCHRONOUSLY", False)
 
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 

@@ -9,6 +9,9 @@ class TasksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from tasks import receivers
+        from celery import current_app
+
+        from tasks import receivers, worker_steps
 
         receivers.connect()
+        worker_steps.connect(current_app)

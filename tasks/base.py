@@ -7,8 +7,9 @@ row nor a message, and the caller still gets the task id at once (unlike Celery'
 `delay_on_commit`, which returns None). Outside a transaction it publishes at once,
 exactly like Celery.
 
-Arguments are checked against the JSON serializer at the call site in both cases, so a
-bad argument raises where the mistake is, not later in a commit hook.
+A bad argument raises `UnserializableArguments` at the call site in both cases: inside
+a transaction it is checked before the row is written (the message is only encoded
+after commit); outside, kombu's own encoding error is re-raised with a clear message.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from kombu.serialization import dumps
 
 from tasks import correlation, events, progress
 from tasks.exceptions import UnserializableArguments
-from tasks.recording import record
+from tasks.recording import record_now
 
 
 class TrackedTask(Task):
@@ -46,15 +47,21 @@ class TrackedTask(Task):
         shadow: str | None = None,
         **options: Any,
     ) -> AsyncResult:
-        self._check_serialisable(args, kwargs, options.get("serializer"))
         if not self._defer_to_commit(options):
-            return super().apply_async(
-                args, kwargs, task_id, producer, link, link_error, shadow, **options
-            )
+            try:
+                return super().apply_async(
+                    args, kwargs, task_id, producer, link, link_error, shadow, **options
+                )
+            except UnserializableArguments:
+                raise
+            except EncodeError as exc:
+                raise self._unserialisable(exc, options.get("serializer")) from exc
+        # The message will be encoded after commit; a bad argument must fail here, now.
+        self._check_serialisable(args, kwargs, options.get("serializer"))
         task_id = task_id or uuid()
         correlation_id = correlation.current() or options.get("root_id") or task_id
         headers = {**(options.pop("headers", None) or {}), correlation.HEADER: correlation_id}
-        record(
+        record_now(
             events.pending(
                 task_id,
                 self.name,
@@ -99,9 +106,12 @@ class TrackedTask(Task):
         try:
             dumps((args or (), kwargs or {}), serializer=serializer or self.serializer)
         except EncodeError as exc:
-            raise UnserializableArguments(
-                f"Arguments to task {self.name!r} cannot be serialised as "
-                f"{serializer or self.serializer}: {exc}. Nothing was recorded or published. "
-                "Pass plain data (str, int, float, bool, None, lists and dicts of these) "
-                "and database ids instead of objects."
-            ) from exc
+            raise self._unserialisable(exc, serializer) from exc
+
+    def _unserialisable(self, exc: Exception, serializer: str | None) -> UnserializableArguments:
+        return UnserializableArguments(
+            f"Arguments to task {self.name!r} cannot be serialised as "
+            f"{serializer or self.serializer}: {exc}. Nothing was recorded or published. "
+            "Pass plain data (str, int, float, bool, None, lists and dicts of these) "
+            "and database ids instead of objects."
+        )

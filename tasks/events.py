@@ -49,12 +49,16 @@ def pending(
 
 
 def published(
-    headers: Mapping[str, Any], body: Any, routing_key: str | None, priority: int | None
+    headers: Mapping[str, Any],
+    body: Any,
+    routing_key: str | None,
+    priority: int | None,
+    sent_at: datetime,
 ) -> JobEvent:
     """The message is on the broker: SENT, or RETRY when it is a retry's re-publish."""
     retries = int(headers.get("retries") or 0)
     args, kwargs = _body_arguments(body)
-    now = timezone.now()
+    now = sent_at
     return JobEvent(
         task_id=headers["id"],
         status=JobStatus.RETRY if retries else JobStatus.SENT,
@@ -99,13 +103,32 @@ def received(request: Any) -> JobEvent:
     )
 
 
-def started(task_request: Any) -> JobEvent:
-    """The pool child is about to run the body (`task_prerun`, the task's Context)."""
+def started(task: Any) -> JobEvent:
+    """The pool child is about to run the body (`task_prerun`).
+
+    It carries the message's facts too, so the child's own events (flushed together at
+    the end of the task) make a complete row even before other processes' events land.
+    """
+    request = task.request
+    delivery = request.delivery_info or {}
     return JobEvent(
-        task_id=task_request.id,
+        task_id=request.id,
         status=JobStatus.STARTED,
-        attempt=(task_request.retries or 0) + 1,
-        state=_drop_empty(started_at=timezone.now(), worker=task_request.hostname),
+        attempt=(request.retries or 0) + 1,
+        facts=_drop_empty(
+            name=task.name,
+            args=jsonable(list(request.args or ())),
+            kwargs=jsonable(dict(request.kwargs or {})),
+            queue=delivery.get("routing_key"),
+            priority=delivery.get("priority"),
+            parent_id=request.parent_id,
+            root_id=request.root_id,
+            group_id=request.group,
+            correlation_id=getattr(request, correlation.HEADER, None)
+            or request.root_id
+            or request.id,
+        ),
+        state=_drop_empty(started_at=timezone.now(), worker=request.hostname),
     )
 
 

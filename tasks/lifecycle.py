@@ -58,3 +58,21 @@ def superseded_rows(new_status: str, new_attempt: int) -> Q:
     return not_final & (
         Q(attempts__lt=new_attempt) | Q(attempts=new_attempt, status__in=earlier_stages)
     )
+
+
+def sql_wins(old: str = "{old}", new: str = "{new}") -> str:
+    """`supersedes` as SQL over an existing row `old` and an incoming row `new`.
+
+    Used by the bulk upsert (tasks.upsert), where the incoming row is EXCLUDED.
+    """
+    terminal = ", ".join(f"'{status}'" for status in sorted(TERMINAL))
+
+    def rank(row: str) -> str:
+        whens = " ".join(f"WHEN '{status}' THEN {stage}" for status, stage in STAGE.items())
+        return f"(CASE {row}.status {whens} ELSE 0 END)"
+
+    return (
+        f"({old}.status NOT IN ({terminal}) AND ({new}.status IN ({terminal})"
+        f" OR {new}.attempts > {old}.attempts"
+        f" OR ({new}.attempts = {old}.attempts AND {rank(new)} >= {rank(old)})))"
+    )

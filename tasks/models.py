@@ -103,6 +103,9 @@ class Job(models.Model):
     group_id = models.CharField(max_length=255, blank=True, default="")
     eta = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
+    updated_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the row was last written (visibility lag)."
+    )
     sent_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

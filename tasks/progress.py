@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tasks import events
+from tasks import events, sinks
 from tasks.recording import record
 
 PROGRESS_STATE = "PROGRESS"
@@ -30,4 +30,6 @@ def set_progress(task: Any, percent: float, message: str = "") -> bool:
     request._last_progress_at = now
     record(events.progressed(request, percent, message))
     task.update_state(state=PROGRESS_STATE, meta={"percent": percent, "message": message})
+    # Progress is for watching now: do not wait for the end of the task.
+    sinks.flush()
     return True

@@ -9,18 +9,22 @@ retry in the pool child.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from celery import signals
+from django.utils import timezone
 
 from tasks import correlation, events
 from tasks.recording import JobEvent, record
 
 logger = logging.getLogger(__name__)
 
-# Priority is a message property, which after_task_publish does not receive; it is
-# carried over from before_task_publish, keyed by task id.
-_priorities: dict[str, int | None] = {}
+# Priority is a message property, which after_task_publish does not receive; nor does
+# it know when the publish began. Both
+# signals run in the publishing thread around one synchronous publish, so a
+# thread-local slot carries it over (nothing accumulates if the publish fails).
+_publishing = threading.local()
 
 
 def connect() -> None:
@@ -53,12 +57,16 @@ def on_before_publish(headers: dict[str, Any], properties: dict[str, Any], **_: 
         headers[correlation.HEADER] = (
             correlation.current() or headers.get("root_id") or headers["id"]
         )
-    _priorities[headers["id"]] = properties.get("priority")
+    _publishing.priority = properties.get("priority")
+    # The message can be running before publish() returns: "sent" is when it started.
+    _publishing.started = timezone.now()
 
 
 def on_after_publish(headers: dict[str, Any], body: Any, routing_key: str, **_: Any) -> None:
-    priority = _priorities.pop(headers["id"], None)
-    _record(events.published(headers, body, routing_key, priority))
+    priority = getattr(_publishing, "priority", None)
+    sent_at = getattr(_publishing, "started", None) or timezone.now()
+    _publishing.priority = _publishing.started = None
+    _record(events.published(headers, body, routing_key, priority, sent_at))
 
 
 def on_received(request: Any, **_: Any) -> None:
@@ -66,7 +74,7 @@ def on_received(request: Any, **_: Any) -> None:
 
 
 def on_prerun(task: Any, **_: Any) -> None:
-    _record(events.started(task.request))
+    _record(events.started(task))
 
 
 def on_success(sender: Any, result: Any, **_: Any) -> None:

@@ -1,38 +1,98 @@
-"""The recording service: the one place that writes job state.
+"""The recording service: the one place that decides how job state is written.
 
-Signal receivers, the publish path and (later) operator actions describe what happened
-as a `JobEvent` and hand it to `record`. Nothing else writes `Job` rows. Keeping every
-write behind this function is what lets the write strategy change (today: one UPDATE,
-or an INSERT for a job seen for the first time; later: buffered and batched) without
-touching the callers.
+Signal receivers, the publish path and the result backend describe what happened as
+events (`JobEvent`, `ResultEvent`) and hand them to `record` / `record_result`. Where an
+event goes first depends on the process (see `tasks.sinks`): a worker puts it on a Redis
+stream, durable before the task's message is acknowledged, and a recorder process writes
+it; a web process buffers it for a moment; `.delay()` inside a transaction writes its
+PENDING row at once, in that transaction. Every path ends in `write`, which applies a
+batch of events in one transaction with a few bulk upserts.
 
 An event has two kinds of fields:
-- `facts` describe the message (name, args, queue, parents, ...). They never change for
-  a task id, so they fill whatever is still empty and never overwrite.
-- `state` belongs to the status (timestamps, worker, result, error). It is written only
+- facts describe the message (name, args, queue, parents, ...). They never change for a
+  task id, so they fill whatever is still empty and never overwrite.
+- state belongs to the status (timestamps, worker, result, error). It is written only
   when the event wins `tasks.lifecycle.supersedes`, so a late STARTED never overwrites
-  SUCCESS.
+  SUCCESS. Applying the same events twice changes nothing, which is what makes
+  redelivery from the stream safe.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Q, Value, When
-from django.db.models.functions import Least
+from django.db import transaction
 from django.utils import timezone
+from django_celery_results.models import TaskResult
 
 from tasks import lifecycle
 from tasks.models import Job
+from tasks.upsert import Merge, UpsertPlan
 
 logger = logging.getLogger(__name__)
 
-_FIELDS = {f.name: f for f in Job._meta.concrete_fields}
+FACTS = frozenset(
+    {
+        "name",
+        "args",
+        "kwargs",
+        "queue",
+        "priority",
+        "parent_id",
+        "root_id",
+        "group_id",
+        "correlation_id",
+        "sent_at",
+    }
+)
+STATES = frozenset(
+    {
+        "eta",
+        "worker",
+        "started_at",
+        "finished_at",
+        "result",
+        "error",
+        "traceback",
+        "progress",
+        "progress_message",
+        "dead_lettered_at",
+    }
+)
+DATETIMES = frozenset(
+    f.name for f in Job._meta.concrete_fields if f.get_internal_type() == "DateTimeField"
+)
+RESULT_DATETIMES = frozenset({"date_created", "date_started", "date_done"})
+
+JOB_PLAN = UpsertPlan(
+    model=Job,
+    key="task_id",
+    merges={
+        **dict.fromkeys(FACTS, Merge.FILL),
+        **dict.fromkeys(STATES | {"status", "attempts"}, Merge.WINNER),
+        "created_at": Merge.EARLIEST,
+        "updated_at": Merge.ALWAYS,
+    },
+    wins=lifecycle.sql_wins(),
+    insert_defaults={
+        f.name: f.get_default()
+        for f in Job._meta.concrete_fields
+        if not f.null and f.name not in {"id", "task_id"}
+    },
+)
+# django-celery-results' own row, as its DatabaseBackend would write it; a finished
+# result is final.
+RESULT_PLAN = UpsertPlan(
+    model=TaskResult,
+    key="task_id",
+    merges={"date_created": Merge.INSERT_ONLY, "date_started": Merge.FILL},
+    wins="{old}.status NOT IN ('SUCCESS', 'FAILURE', 'REVOKED')",
+    insert_defaults={"content_type": "application/json", "content_encoding": "utf-8"},
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,54 +106,135 @@ class JobEvent:
     state: Mapping[str, Any] = field(default_factory=dict)
     at: datetime = field(default_factory=timezone.now)
 
+    def as_message(self) -> dict[str, Any]:
+        return {
+            "t": self.task_id,
+            "s": self.status,
+            "a": self.attempt,
+            "f": dict(self.facts),
+            "x": dict(self.state),
+            "at": self.at,
+        }
+
+    @classmethod
+    def from_message(cls, data: Mapping[str, Any]) -> JobEvent:
+        return cls(
+            task_id=data["t"],
+            status=data["s"],
+            attempt=int(data["a"]),
+            facts=_parse_times(data.get("f") or {}, DATETIMES),
+            state=_parse_times(data.get("x") or {}, DATETIMES),
+            at=_parse_time(data["at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResultEvent:
+    """A result-backend write (django-celery-results' TaskResult columns)."""
+
+    task_id: str
+    fields: Mapping[str, Any]
+
+    def as_message(self) -> dict[str, Any]:
+        return {"t": self.task_id, "r": dict(self.fields)}
+
+    @classmethod
+    def from_message(cls, data: Mapping[str, Any]) -> ResultEvent:
+        return cls(task_id=data["t"], fields=_parse_times(data["r"], RESULT_DATETIMES))
+
 
 def record(event: JobEvent) -> None:
-    """Apply one event to its job's row, creating the row if this is the first news of it.
+    """Hand an event to this process's sink (see tasks.sinks)."""
+    from tasks import sinks
 
-    Runs in the caller's transaction when there is one: that is how a PENDING row
-    written by `.delay()` inside `transaction.atomic` disappears on rollback.
-    """
-    updates = _conditional_updates(event)
-    if Job.objects.filter(task_id=event.task_id).update(**updates):
+    sinks.current().emit_job(event)
+
+
+def record_now(event: JobEvent) -> None:
+    """Write an event at once, in the caller's transaction if there is one."""
+    write([event], [])
+
+
+def record_result(event: ResultEvent) -> None:
+    from tasks import sinks
+
+    sinks.current().emit_result(event)
+
+
+def write(job_events: Iterable[JobEvent], result_events: Iterable[ResultEvent]) -> None:
+    """Apply a batch of events: one transaction, one upsert per column set."""
+    jobs = merge_job_events(job_events)
+    results = merge_result_events(result_events)
+    if not jobs and not results:
         return
-    try:
-        with transaction.atomic():
-            Job.objects.create(
-                task_id=event.task_id,
-                status=event.status,
-                attempts=event.attempt,
-                created_at=event.at,
-                **event.facts,
-                **event.state,
-            )
-    except IntegrityError:
-        # Another process inserted the row between our UPDATE and INSERT.
-        Job.objects.filter(task_id=event.task_id).update(**updates)
+    now = timezone.now()
+    with transaction.atomic():
+        if jobs:
+            JOB_PLAN.execute(_job_row(event, now) for event in jobs)
+        if results:
+            RESULT_PLAN.execute(_result_row(event, now) for event in results)
 
 
-def _conditional_updates(event: JobEvent) -> dict[str, Case | Least]:
-    wins = lifecycle.superseded_rows(event.status, event.attempt)
-    # The row may have been created by a later event (a fast worker's RECEIVED before
-    # the publisher's SENT): the job was created at the earliest event we hear of.
-    updates: dict[str, Case | Least] = {
-        "created_at": Least(F("created_at"), Value(event.at, output_field=_FIELDS["created_at"]))
+def merge_job_events(events: Iterable[JobEvent]) -> list[JobEvent]:
+    """Fold each job's events, in arrival order, into one: what applying them one by one
+    would leave, so a batch costs one row write per job."""
+    merged: dict[str, JobEvent] = {}
+    for event in events:
+        current = merged.get(event.task_id)
+        merged[event.task_id] = event if current is None else _fold(current, event)
+    return list(merged.values())
+
+
+def _fold(current: JobEvent, event: JobEvent) -> JobEvent:
+    facts = {**event.facts, **current.facts}
+    at = min(current.at, event.at)
+    if lifecycle.supersedes(event.status, event.attempt, current.status, current.attempt):
+        return JobEvent(
+            current.task_id, event.status, event.attempt, facts, {**current.state, **event.state}, at
+        )
+    return JobEvent(current.task_id, current.status, current.attempt, facts, current.state, at)
+
+
+def merge_result_events(events: Iterable[ResultEvent]) -> list[ResultEvent]:
+    merged: dict[str, ResultEvent] = {}
+    for event in events:
+        current = merged.get(event.task_id)
+        if current is None:
+            merged[event.task_id] = event
+        elif current.fields.get("status") not in lifecycle.TERMINAL:
+            merged[event.task_id] = ResultEvent(event.task_id, {**current.fields, **event.fields})
+    return list(merged.values())
+
+
+def _job_row(event: JobEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "task_id": event.task_id,
+        "status": event.status,
+        "attempts": event.attempt,
+        "created_at": event.at,
+        "updated_at": now,
+        **event.facts,
+        **event.state,
     }
-    for name, value in event.facts.items():
-        updates[name] = _when(_is_empty(name), name, value)
-    for name, value in {"status": event.status, "attempts": event.attempt, **event.state}.items():
-        updates[name] = _when(wins, name, value)
-    return updates
 
 
-def _when(condition: Q, name: str, value: Any) -> Case:
-    return Case(
-        When(condition, then=Value(value, output_field=_FIELDS[name])),
-        default=F(name),
-        output_field=_FIELDS[name],
-    )
+def _result_row(event: ResultEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "task_id": event.task_id,
+        "date_created": now,
+        "date_done": now,
+        **event.fields,
+    }
 
 
-def _is_empty(name: str) -> Q:
-    if _FIELDS[name].null:
-        return Q(**{f"{name}__isnull": True})
-    return Q(**{name: ""})
+def _parse_times(values: Mapping[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    return {
+        name: _parse_time(value) if name in names and isinstance(value, str) else value
+        for name, value in values.items()
+    }
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)

@@ -23,3 +23,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# This test process writes its (publisher-side) events at once: pytest-django only lets
+# a test's own window touch the database, which a background flusher would miss. The
+# worker subprocesses run project.settings: stream, recorder and batches, as in production.
+TASKS_RECORD_SYNCHRONOUSLY = True

@@ -35,7 +35,9 @@ def test_visibility_timeout_exceeds_time_limit_and_furthest_countdown() -> None:
 
 
 def test_results_go_to_django_celery_results(celery_app: Celery) -> None:
-    assert celery_app.conf.result_backend == "django-db"
+    from django_celery_results.backends.database import DatabaseBackend
+
+    assert isinstance(celery_app.backend, DatabaseBackend)
     assert celery_app.conf.result_extended is True
     assert celery_app.conf.task_track_started is True
 

@@ -1,0 +1,159 @@
+"""The recorder: reads recorded events from the Redis stream and writes them in batches.
+
+Every worker starts one as a child process (tasks.worker_steps). Recorders form one
+Redis consumer group, so several workers share the work. An entry is acknowledged and
+deleted only after its batch is committed; entries a dead recorder had read but not
+committed are claimed by another after `CLAIM_IDLE_MS`. Writing the same events twice
+is harmless (tasks.recording), so this gives at-least-once writes without duplicates.
+A database outage stops the recorder, not the workers: events wait in Redis and the
+recorder retries with backoff until the database answers.
+
+Run alone with `python -m tasks.recorder` (DJANGO_SETTINGS_MODULE set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+
+import redis
+
+logger = logging.getLogger("tasks.recorder")
+
+GROUP = "recorders"
+BATCH = 1000
+BLOCK_MS = 100
+CLAIM_IDLE_MS = 15_000
+CLAIM_EVERY = 5.0  # seconds between looks for abandoned entries
+
+
+class Recorder:
+    def __init__(self, url: str, consumer: str | None = None) -> None:
+        from tasks import sinks
+
+        self.stream = sinks.STREAM
+        self.client = redis.Redis.from_url(url)
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self._last_claim = 0.0
+
+    def ensure_group(self) -> None:
+        try:
+            self.client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        self.ensure_group()
+        while not should_stop():
+            try:
+                self.step()
+            except redis.RedisError as exc:
+                logger.warning("Redis unavailable (%s); retrying", exc)
+                time.sleep(1)
+            except Exception:
+                # Unacknowledged entries stay in the stream; keep the loop alive.
+                logger.exception("Recording a batch failed; retrying")
+                time.sleep(1)
+        # Drain what is already there before exiting (a clean worker shutdown).
+        while self.step(block=False):
+            pass
+
+    def step(self, block: bool = True) -> int:
+        entries = self._claim_abandoned() or self._read(block)
+        if not entries:
+            return 0
+        from tasks import recording, sinks
+
+        ids, jobs, results = [], [], []
+        for entry_id, fields in entries:
+            ids.append(entry_id)
+            try:
+                entry_jobs, entry_results = sinks.decode(fields[b"e"])
+            except Exception:
+                logger.exception("Dropping malformed event entry %s", entry_id)
+                continue
+            jobs.extend(entry_jobs)
+            results.extend(entry_results)
+        self._write_until_done(recording.write, jobs, results)
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.xack(self.stream, GROUP, *ids)
+            pipe.xdel(self.stream, *ids)
+            pipe.execute()
+        return len(ids)
+
+    def _read(self, block: bool) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        response = self.client.xreadgroup(
+            GROUP, self.consumer, {self.stream: ">"}, count=BATCH, block=BLOCK_MS if block else None
+        )
+        return response[0][1] if response else []
+
+    def _claim_abandoned(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        now = time.monotonic()
+        if now - self._last_claim < CLAIM_EVERY:
+            return []
+        self._last_claim = now
+        # Redis 6.2 answers [cursor, entries], Redis 7 adds the deleted ids.
+        claimed = self.client.xautoclaim(
+            self.stream, GROUP, self.consumer, min_idle_time=CLAIM_IDLE_MS, count=BATCH
+        )[1]
+        return [entry for entry in claimed if entry[1]]
+
+    @staticmethod
+    def _write_until_done(write: Callable[..., None], jobs: list, results: list) -> None:
+        from django.db import DatabaseError, close_old_connections, connection
+
+        delay = 0.1
+        while True:
+            try:
+                write(jobs, results)
+                return
+            except DatabaseError as exc:
+                logger.warning("Database write failed (%s); retrying in %.1fs", exc, delay)
+                connection.close()
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                close_old_connections()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parent", type=int, default=0, help="exit when this process is gone")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+    import django
+
+    django.setup()
+    from tasks import sinks
+
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
+    url = sinks.stream_url()
+    if not url:
+        logger.error("No Redis event stream configured (the broker is not Redis).")
+        return 2
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def should_stop() -> bool:
+        return stopping or (args.parent > 0 and os.getppid() != args.parent)
+
+    Recorder(url).run(should_stop)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""Where this process sends recorded events before they reach the database.
+
+- `StreamSink` (worker processes, Redis broker): events go to a Redis stream on the
+  broker's server; a recorder process writes them in batches. A pool child buffers its
+  events during a task and flushes them in one round trip when the task ends, before
+  Celery acknowledges the message, so a finished job's state is as durable as the
+  message itself. The main process flushes from a small thread, off its event loop.
+- `BufferedDatabaseSink` (web, beat, shells: processes that publish): events are written
+  in batches from a background thread, every `FLUSH_INTERVAL`. If the process dies in
+  between, the worker still records the job when it receives the message.
+- `DatabaseSink`: every event written at once (other brokers, and tests that ask for it).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+import os
+import threading
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+import redis
+from celery import current_app
+from django.conf import settings
+
+from tasks import recording
+from tasks.recording import JobEvent, ResultEvent
+
+logger = logging.getLogger(__name__)
+
+STREAM = "tasks:events"
+FLUSH_INTERVAL = 0.1  # seconds a buffered event may wait
+MAX_BUFFER = 500  # events that trigger a flush before the interval
+
+
+class Sink(Protocol):
+    def emit_job(self, event: JobEvent) -> None: ...
+    def emit_result(self, event: ResultEvent) -> None: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class DatabaseSink:
+    """Writes each event at once."""
+
+    def emit_job(self, event: JobEvent) -> None:
+        recording.write([event], [])
+
+    def emit_result(self, event: ResultEvent) -> None:
+        recording.write([], [event])
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Buffer:
+    """Events waiting to be flushed; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.jobs: list[JobEvent] = []
+        self.results: list[ResultEvent] = []
+
+    def add_job(self, event: JobEvent) -> int:
+        with self._lock:
+            self.jobs.append(event)
+            return len(self.jobs) + len(self.results)
+
+    def add_result(self, event: ResultEvent) -> int:
+        with self._lock:
+            self.results.append(event)
+            return len(self.jobs) + len(self.results)
+
+    def take(self) -> tuple[list[JobEvent], list[ResultEvent]]:
+        with self._lock:
+            jobs, results = self.jobs, self.results
+            self.jobs, self.results = [], []
+            return jobs, results
+
+    def put_back(self, jobs: list[JobEvent], results: list[ResultEvent]) -> None:
+        with self._lock:
+            self.jobs[:0] = jobs
+            self.results[:0] = results
+
+
+class _Flusher(threading.Thread):
+    """Calls `flush` every interval, or sooner when asked."""
+
+    def __init__(self, flush: Any, interval: float) -> None:
+        super().__init__(name="tasks-event-flusher", daemon=True)
+        self._flush = flush
+        self._interval = interval
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            try:
+                self._flush()
+            except Exception:
+                logger.exception("Flushing recorded job events failed; will retry")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+
+
+class BufferedDatabaseSink:
+    """Batches events and writes them from a background thread."""
+
+    def __init__(self, interval: float = FLUSH_INTERVAL) -> None:
+        self._buffer = _Buffer()
+        self._flush_lock = threading.Lock()
+        self._flusher = _Flusher(self.flush, interval)
+        self._flusher.start()
+
+    def emit_job(self, event: JobEvent) -> None:
+        if self._buffer.add_job(event) >= MAX_BUFFER:
+            self._flusher.wake()
+
+    def emit_result(self, event: ResultEvent) -> None:
+        if self._buffer.add_result(event) >= MAX_BUFFER:
+            self._flusher.wake()
+
+    def flush(self) -> None:
+        from django.db import connection
+
+        with self._flush_lock:
+            jobs, results = self._buffer.take()
+            if not jobs and not results:
+                return
+            try:
+                recording.write(jobs, results)
+            except Exception:
+                self._buffer.put_back(jobs, results)
+                connection.close()
+                raise
+            finally:
+                if threading.current_thread() is self._flusher:
+                    connection.close_if_unusable_or_obsolete()
+
+    def close(self) -> None:
+        self._flusher.stop()
+        self.flush()
+
+
+class StreamSink:
+    """Puts events on the Redis stream for the recorder process.
+
+    `autoflush=False` (pool children): events wait until `flush()`, which the task's
+    end triggers. `autoflush=True` (the worker's main process): a thread flushes them.
+    """
+
+    def __init__(self, url: str, autoflush: bool) -> None:
+        self._client = redis.Redis.from_url(url)
+        self._buffer = _Buffer()
+        self._flush_lock = threading.Lock()
+        self._flusher: _Flusher | None = None
+        if autoflush:
+            self._flusher = _Flusher(self.flush, FLUSH_INTERVAL)
+            self._flusher.start()
+
+    def emit_job(self, event: JobEvent) -> None:
+        if self._buffer.add_job(event) >= MAX_BUFFER and self._flusher:
+            self._flusher.wake()
+
+    def emit_result(self, event: ResultEvent) -> None:
+        if self._buffer.add_result(event) >= MAX_BUFFER and self._flusher:
+            self._flusher.wake()
+
+    def flush(self) -> None:
+        with self._flush_lock:
+            jobs, results = self._buffer.take()
+            if not jobs and not results:
+                return
+            payload = encode(jobs, results)
+            try:
+                self._client.xadd(STREAM, {"e": payload})
+            except redis.RedisError:
+                self._buffer.put_back(jobs, results)
+                raise
+
+    def close(self) -> None:
+        if self._flusher:
+            self._flusher.stop()
+        self.flush()
+        self._client.close()
+
+
+def encode(jobs: list[JobEvent], results: list[ResultEvent]) -> str:
+    return json.dumps(
+        {"j": [e.as_message() for e in jobs], "r": [e.as_message() for e in results]},
+        default=_json_default,
+        separators=(",", ":"),
+    )
+
+
+def decode(payload: bytes | str) -> tuple[list[JobEvent], list[ResultEvent]]:
+    data = json.loads(payload)
+    return (
+        [JobEvent.from_message(item) for item in data.get("j", ())],
+        [ResultEvent.from_message(item) for item in data.get("r", ())],
+    )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, (Decimal, uuid.UUID)):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+# --- the process's sink -------------------------------------------------------------------
+
+_sink: Sink | None = None
+_sink_pid: int | None = None
+_lock = threading.Lock()
+
+
+def stream_url() -> str | None:
+    """The Redis URL for the event stream, or None when events go to the database."""
+    configured = getattr(settings, "TASKS_EVENT_STREAM_URL", None)
+    if configured is not None:
+        return configured or None
+    broker = str(current_app.conf.broker_url or "")
+    return broker if broker.startswith(("redis://", "rediss://", "unix://")) else None
+
+
+def current() -> Sink:
+    """This process's sink; a forked child never uses its parent's."""
+    global _sink, _sink_pid
+    if _sink is None or _sink_pid != os.getpid():
+        with _lock:
+            if _sink is None or _sink_pid != os.getpid():
+                _sink, _sink_pid = _default_sink(), os.getpid()
+    return _sink
+
+
+def install(sink: Sink) -> None:
+    global _sink, _sink_pid
+    with _lock:
+        previous = _sink if _sink_pid == os.getpid() else None
+        _sink, _sink_pid = sink, os.getpid()
+    if previous is not None and previous is not sink:
+        previous.close()
+
+
+def flush() -> None:
+    current().flush()
+
+
+def _default_sink() -> Sink:
+    if getattr(settings, "TASKS_RECORD_SYNCHRONOUSLY", False):
+        return DatabaseSink()
+    return BufferedDatabaseSink()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    if _sink is not None and _sink_pid == os.getpid():
+        try:
+            _sink.close()
+        except Exception:
+            logger.exception("Could not flush recorded job events at exit")

@@ -1,0 +1,103 @@
+"""Conditional bulk upserts: many rows, one statement, each column merged by a rule.
+
+`INSERT ... ON CONFLICT (key) DO UPDATE SET col = CASE ... END` is the same SQL on
+PostgreSQL and on SQLite (>= 3.24), and every expression in the SET list sees the row as
+it was before the statement, so the rules below compose. Rows are grouped by the set of
+columns they carry, because one statement needs one column list.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from django.db import connection
+from django.db.models import Model
+
+CHUNK = 200  # rows per statement: far below SQLite's 32766 bound variables
+
+
+class Merge(Enum):
+    """How a column of an existing row takes the incoming value."""
+
+    FILL = "fill"  # only where the row's value is still empty (NULL or '')
+    EARLIEST = "earliest"  # the smaller of the two
+    WINNER = "winner"  # only where the plan's `wins` condition holds
+    ALWAYS = "always"  # always the incoming value
+    INSERT_ONLY = "insert_only"  # never changed once inserted
+
+
+@dataclass(frozen=True)
+class UpsertPlan:
+    model: type[Model]
+    key: str
+    merges: Mapping[str, Merge]
+    #: SQL condition; `{old}` is the table's row, `{new}` the incoming (EXCLUDED) row.
+    wins: str = "TRUE"
+
+    #: Values for columns a row does not carry, used only when the row is inserted.
+    insert_defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def execute(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Upsert rows; a row changes only the columns it carries (plus its merges)."""
+        groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = defaultdict(list)
+        for row in rows:
+            groups[tuple(sorted(row))].append(row)
+        with connection.cursor() as cursor:
+            for carried, group in groups.items():
+                for start in range(0, len(group), CHUNK):
+                    chunk = group[start : start + CHUNK]
+                    sql, params = self._statement(carried, chunk)
+                    cursor.execute(sql, params)
+
+    def _statement(
+        self, carried: tuple[str, ...], rows: list[Mapping[str, Any]]
+    ) -> tuple[str, list[Any]]:
+        meta = self.model._meta
+        defaults = {k: v for k, v in self.insert_defaults.items() if k not in carried}
+        names = (*carried, *defaults)
+        fields = [meta.get_field(name) for name in names]
+        quote = connection.ops.quote_name
+        table = quote(meta.db_table)
+        columns = ", ".join(quote(field.column) for field in fields)
+        placeholders = "(" + ", ".join(self._placeholder(field) for field in fields) + ")"
+        params: list[Any] = []
+        for row in rows:
+            full = {**defaults, **row}
+            params.extend(field.get_db_prep_save(full[field.name], connection) for field in fields)
+        wins = self.wins.format(old=table, new="excluded")
+        assignments = []
+        for field in fields:
+            if field.name == self.key or field.name in defaults:
+                continue
+            merge = self.merges.get(field.name, Merge.WINNER)
+            column = quote(field.column)
+            old, new = f"{table}.{column}", f"excluded.{column}"
+            if merge is Merge.INSERT_ONLY:
+                continue
+            if merge is Merge.ALWAYS:
+                value = new
+            elif merge is Merge.EARLIEST:
+                value = f"CASE WHEN {new} < {old} THEN {new} ELSE {old} END"
+            elif merge is Merge.FILL:
+                empty = f"{old} IS NULL" if field.null else f"{old} = ''"
+                value = f"CASE WHEN {empty} THEN {new} ELSE {old} END"
+            else:
+                value = f"CASE WHEN {wins} THEN {new} ELSE {old} END"
+            assignments.append(f"{column} = {value}")
+        sql = (
+            f"INSERT INTO {table} ({columns}) VALUES "
+            + ", ".join([placeholders] * len(rows))
+            + f" ON CONFLICT ({quote(meta.get_field(self.key).column)}) "
+            + ("DO UPDATE SET " + ", ".join(assignments) if assignments else "DO NOTHING")
+        )
+        return sql, params
+
+    @staticmethod
+    def _placeholder(field: Any) -> str:
+        if connection.vendor == "postgresql" and field.get_internal_type() == "JSONField":
+            return "%s::jsonb"
+        return "%s"

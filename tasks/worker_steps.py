@@ -1,0 +1,95 @@
+"""Worker integration: which sink each worker process uses, and the recorder child.
+
+Connected from TasksConfig.ready(), so `celery -A project worker` needs no flags.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from typing import Any
+
+from celery import bootsteps, signals
+
+from tasks import sinks
+
+logger = logging.getLogger(__name__)
+
+SUPERVISE_EVERY = 2.0  # seconds between checks that the recorder is alive
+
+
+class RecorderProcess(bootsteps.StartStopStep):
+    """Runs `python -m tasks.recorder` beside the worker, for as long as the worker runs."""
+
+    label = "Job recorder"
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+
+    def include_if(self, parent: Any) -> bool:
+        return sinks.stream_url() is not None
+
+    def start(self, parent: Any) -> None:
+        self._spawn()
+        # A recorder that died is restarted; its unacknowledged entries are reclaimed.
+        parent.timer.call_repeatedly(SUPERVISE_EVERY, self._restart_if_dead)
+
+    def _spawn(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tasks.recorder", "--parent", str(os.getpid())],
+        )
+        logger.info("Job recorder started (pid %s)", self.process.pid)
+
+    def _restart_if_dead(self) -> None:
+        if not self._stopping and self.process is not None and self.process.poll() is not None:
+            logger.error("Job recorder exited with %s; restarting it", self.process.returncode)
+            self._spawn()
+
+    def stop(self, parent: Any) -> None:
+        self._stopping = True
+        try:
+            sinks.flush()
+        except Exception:
+            logger.exception("Could not flush recorded events at shutdown")
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    terminate = stop
+
+
+def install_worker_sink(**_: Any) -> None:
+    """The worker's main process: events go to the stream from a flusher thread."""
+    url = sinks.stream_url()
+    sinks.install(sinks.StreamSink(url, autoflush=True) if url else sinks.DatabaseSink())
+
+
+def install_child_sink(**_: Any) -> None:
+    """A pool child: events wait for the end of the task, then go in one round trip."""
+    url = sinks.stream_url()
+    sinks.install(sinks.StreamSink(url, autoflush=False) if url else sinks.DatabaseSink())
+
+
+def flush_after_task(**_: Any) -> None:
+    # task_postrun runs in the child before it reports the result to the main process,
+    # so the events are on Redis before the message is acknowledged (acks_late).
+    sinks.flush()
+
+
+def connect(app: Any) -> None:
+    app.steps["worker"].add(RecorderProcess)
+    signals.worker_init.connect(install_worker_sink, weak=False, dispatch_uid="tasks.worker_sink")
+    signals.worker_process_init.connect(
+        install_child_sink, weak=False, dispatch_uid="tasks.child_sink"
+    )
+    signals.task_postrun.connect(flush_after_task, weak=False, dispatch_uid="tasks.flush")

@@ -178,6 +178,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_ACCEPT_CONTENT = ["json"]
 
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Extra task modules for workers to import (comma-separated), beyond installed apps.
+CELERY_IMPORTS = env_list("CELERY_IMPORTS", [])
 
 # At-least-once delivery: a message is acknowledged only after its task finished, and a
 # worker process that dies mid-task gives its message back instead of losing it. With

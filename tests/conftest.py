@@ -67,6 +67,8 @@ def worker_env(broker_url: str) -> dict[str, str]:
         REDIS_URL=broker_url,
         DJANGO_SETTINGS_MODULE="project.settings",
         PYTHONUNBUFFERED="1",
+        # Fault-injection tasks exist only for the tests' workers.
+        CELERY_IMPORTS="tests.faults",
     )
     return env
 

@@ -127,9 +127,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory, output_dir: Path) -> Iterato
     wait_for(lambda: http_status(f"{running.flower}/healthcheck") == 200, 60, "Flower", running)
     wait_for(lambda: "ready." in running.log(), 60, "worker", running)
     yield running
+    # Whatever a failed test left running: honcho's processes live in sessions of their
+    # own, so the group kill alone would miss them; the marker finds them all.
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+    for pid in processes_with_marker(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def test_embedded_redis_comes_from_the_virtualenv_when_none_is_on_path(stack: Stack) -> None:

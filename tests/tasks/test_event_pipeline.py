@@ -1,0 +1,134 @@
+"""The path from a worker's events to the database: stream, recorder, batched writes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+import redis
+from django.utils import timezone
+
+from devstack.redis_server import RedisServer
+from tasks import recorder as recorder_module
+from tasks import sinks
+from tasks.models import Job, JobStatus
+from tasks.recorder import Recorder
+from tasks.recording import JobEvent, ResultEvent, merge_job_events
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def stream(redis_server: RedisServer) -> redis.Redis:
+    client = redis.Redis.from_url(redis_server.url)
+    client.delete(sinks.STREAM)
+    yield client
+    client.delete(sinks.STREAM)
+    client.close()
+
+
+def a_life(task_id: str) -> list[JobEvent]:
+    start = timezone.now()
+    return [
+        JobEvent(task_id, JobStatus.RECEIVED, 1, facts={"name": "demo.x", "args": [1]}, at=start),
+        JobEvent(task_id, JobStatus.STARTED, 1, state={"started_at": start, "worker": "w@h"}),
+        JobEvent(
+            task_id,
+            JobStatus.SUCCESS,
+            1,
+            state={"finished_at": start + timedelta(seconds=1), "result": {"ok": True}},
+        ),
+    ]
+
+
+def test_encoding_round_trip_keeps_times_and_json() -> None:
+    events = a_life("t-1")
+    result = ResultEvent("t-1", {"status": "SUCCESS", "date_done": timezone.now()})
+    jobs, results = sinks.decode(sinks.encode(events, [result]))
+    assert jobs == events
+    assert results == [result]
+
+
+def test_folding_a_batch_keeps_every_state_field_of_the_winning_path() -> None:
+    (merged,) = merge_job_events(a_life("t-2"))
+    assert merged.status == JobStatus.SUCCESS
+    assert set(merged.state) == {"started_at", "worker", "finished_at", "result"}
+    assert merged.facts == {"name": "demo.x", "args": [1]}
+
+
+def test_folding_ignores_a_late_lower_event() -> None:
+    life = a_life("t-3")
+    (merged,) = merge_job_events([life[0], life[2], life[1]])
+    assert merged.status == JobStatus.SUCCESS
+    assert "started_at" not in merged.state
+
+
+def test_stream_events_reach_the_database_through_the_recorder(
+    stream: redis.Redis, redis_server: RedisServer
+) -> None:
+    sink = sinks.StreamSink(redis_server.url, autoflush=False)
+    for event in a_life("t-4"):
+        sink.emit_job(event)
+    assert not Job.objects.filter(task_id="t-4").exists()  # buffered until the task ends
+    sink.flush()
+    assert stream.xlen(sinks.STREAM) == 1  # one round trip for the whole task
+    recorder = Recorder(redis_server.url, consumer="test")
+    recorder.ensure_group()
+    assert recorder.step(block=False) == 1
+    job = Job.objects.get(task_id="t-4")
+    assert (job.status, job.name, job.args, job.result) == (
+        JobStatus.SUCCESS,
+        "demo.x",
+        [1],
+        {"ok": True},
+    )
+    assert job.updated_at is not None
+    assert stream.xlen(sinks.STREAM) == 0  # acknowledged and deleted after the commit
+    sink.close()
+
+
+def test_entries_of_a_recorder_that_died_are_claimed_by_another(
+    stream: redis.Redis, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task_id = f"t-{uuid.uuid4().hex[:6]}"
+    sink = sinks.StreamSink(redis_server.url, autoflush=False)
+    for event in a_life(task_id):
+        sink.emit_job(event)
+    sink.flush()
+    dead = Recorder(redis_server.url, consumer="dead")
+    dead.ensure_group()
+    assert dead._read(block=False)  # read, never written nor acknowledged: then it "died"
+    survivor = Recorder(redis_server.url, consumer="survivor")
+    assert survivor.step(block=False) == 0  # nothing new to read
+    monkeypatch.setattr(recorder_module, "CLAIM_IDLE_MS", 0)
+    survivor._last_claim = 0.0
+    assert survivor.step(block=False) == 1
+    assert Job.objects.get(task_id=task_id).status == JobStatus.SUCCESS
+    sink.close()
+
+
+def test_a_malformed_entry_is_dropped_and_the_rest_is_written(
+    stream: redis.Redis, redis_server: RedisServer
+) -> None:
+    stream.xadd(sinks.STREAM, {"e": b"{not json"})
+    sink = sinks.StreamSink(redis_server.url, autoflush=False)
+    for event in a_life("t-5"):
+        sink.emit_job(event)
+    sink.flush()
+    recorder = Recorder(redis_server.url, consumer="test")
+    recorder.ensure_group()
+    assert recorder.step(block=False) == 2
+    assert Job.objects.get(task_id="t-5").status == JobStatus.SUCCESS
+    assert stream.xlen(sinks.STREAM) == 0
+    sink.close()
+
+
+def test_buffered_database_sink_writes_on_flush() -> None:
+    sink = sinks.BufferedDatabaseSink(interval=3600)
+    for event in a_life("t-6"):
+        sink.emit_job(event)
+    assert not Job.objects.filter(task_id="t-6").exists()
+    sink.flush()
+    assert Job.objects.get(task_id="t-6").status == JobStatus.SUCCESS
+    sink.close()

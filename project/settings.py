@@ -212,6 +212,18 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 TASKS_RECORD_SYNCHRONOUSLY = env_bool("TASKS_RECORD_SYNCHRONOUSLY", False)
 
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Installed into django-celery-beat's tables by the DatabaseScheduler; editable in the admin.
+CELERY_BEAT_SCHEDULE = {
+    "prune-old-jobs": {"task": "tasks.retention.prune_jobs", "schedule": 15 * 60},
+}
+
+# Days to keep finished jobs, per status; dead letters are kept longer.
+TASKS_RETENTION_DAYS = {
+    "SUCCESS": env_int("TASKS_RETAIN_SUCCESS_DAYS", 7),
+    "FAILURE": env_int("TASKS_RETAIN_FAILURE_DAYS", 30),
+    "REVOKED": env_int("TASKS_RETAIN_REVOKED_DAYS", 30),
+    "DEAD_LETTER": env_int("TASKS_RETAIN_DEAD_LETTER_DAYS", 90),
+}
 
 # --- Flower ------------------------------------------------------------------------------
 # "user:password"; `make run` generates one, docker-compose requires one. Flower is never

@@ -190,7 +190,12 @@ def _fold(current: JobEvent, event: JobEvent) -> JobEvent:
     at = min(current.at, event.at)
     if lifecycle.supersedes(event.status, event.attempt, current.status, current.attempt):
         return JobEvent(
-            current.task_id, event.status, event.attempt, facts, {**current.state, **event.state}, at
+            current.task_id,
+            event.status,
+            event.attempt,
+            facts,
+            {**current.state, **event.state},
+            at,
         )
     return JobEvent(current.task_id, current.status, current.attempt, facts, current.state, at)
 

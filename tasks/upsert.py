@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from enum import Enum
 from typing import Any
 
@@ -39,7 +40,7 @@ class UpsertPlan:
     wins: str = "TRUE"
 
     #: Values for columns a row does not carry, used only when the row is inserted.
-    insert_defaults: Mapping[str, Any] = field(default_factory=dict)
+    insert_defaults: Mapping[str, Any] = dataclass_field(default_factory=dict)
 
     def execute(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Upsert rows; a row changes only the columns it carries (plus its merges)."""
@@ -88,12 +89,11 @@ class UpsertPlan:
             else:
                 value = f"CASE WHEN {wins} THEN {new} ELSE {old} END"
             assignments.append(f"{column} = {value}")
-        sql = (
-            f"INSERT INTO {table} ({columns}) VALUES "
-            + ", ".join([placeholders] * len(rows))
-            + f" ON CONFLICT ({quote(meta.get_field(self.key).column)}) "
-            + ("DO UPDATE SET " + ", ".join(assignments) if assignments else "DO NOTHING")
-        )
+        # Identifiers come from model metadata; every value is a bound parameter.
+        values = ", ".join([placeholders] * len(rows))
+        key = quote(meta.get_field(self.key).column)
+        action = "DO UPDATE SET " + ", ".join(assignments) if assignments else "DO NOTHING"
+        sql = f"INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT ({key}) {action}"  # noqa: S608
         return sql, params
 
     @staticmethod

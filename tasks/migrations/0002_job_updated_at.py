@@ -4,15 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tasks', '0001_initial'),
+        ("tasks", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='job',
-            name='updated_at',
-            field=models.DateTimeField(blank=True, help_text='When the row was last written (visibility lag).', null=True),
+            model_name="job",
+            name="updated_at",
+            field=models.DateTimeField(
+                blank=True, help_text="When the row was last written (visibility lag).", null=True
+            ),
         ),
     ]

@@ -8,6 +8,7 @@ its own SQLite file, ports and Redis directory, so it never touches a developer'
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import signal
@@ -133,10 +134,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, output_dir: Path) -> Iterato
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     for pid in processes_with_marker(marker):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_embedded_redis_comes_from_the_virtualenv_when_none_is_on_path(stack: Stack) -> None:

@@ -66,6 +66,8 @@ def test_database_restart_under_load_loses_no_job(live_worker: WorkerProcess) ->
         job = wait_for_job(result.id, timeout=120)
         assert job.status == JobStatus.SUCCESS, (i, job.status, job.error)
         assert job.result == i
-    assert Job.objects.filter(status=JobStatus.SUCCESS, name="tests.faults.slow_noop").count() == 400
+    assert (
+        Job.objects.filter(status=JobStatus.SUCCESS, name="tests.faults.slow_noop").count() == 400
+    )
     assert results[-1].get(timeout=30) == 399
     assert live_worker.is_alive()

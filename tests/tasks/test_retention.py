@@ -1,0 +1,69 @@
+"""Retention deletes old finished jobs per status, in batches, and keeps the rest."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from tasks.models import Job, JobStatus
+from tasks.retention import prune
+
+pytestmark = pytest.mark.django_db
+
+
+def make_job(
+    task_id: str, status: str, age_days: float, dead_letter_age: float | None = None
+) -> None:
+    now = timezone.now()
+    Job.objects.create(
+        task_id=task_id,
+        status=status,
+        created_at=now - timedelta(days=age_days),
+        dead_lettered_at=None if dead_letter_age is None else now - timedelta(days=dead_letter_age),
+    )
+
+
+def test_each_status_is_kept_for_its_own_period() -> None:
+    make_job("old-success", JobStatus.SUCCESS, 8)
+    make_job("new-success", JobStatus.SUCCESS, 6)
+    make_job("old-failure", JobStatus.FAILURE, 31)
+    make_job("recent-failure", JobStatus.FAILURE, 8)
+    make_job("old-revoked", JobStatus.REVOKED, 31)
+    make_job("old-dead-letter", JobStatus.FAILURE, 100, dead_letter_age=91)
+    make_job("kept-dead-letter", JobStatus.FAILURE, 100, dead_letter_age=40)
+    make_job("old-but-running", JobStatus.STARTED, 100)
+    make_job("old-but-queued", JobStatus.SENT, 100)
+
+    deleted = prune()
+
+    assert deleted == {"SUCCESS": 1, "FAILURE": 1, "REVOKED": 1, "DEAD_LETTER": 1}
+    assert set(Job.objects.values_list("task_id", flat=True)) == {
+        "new-success",
+        "recent-failure",
+        "kept-dead-letter",
+        "old-but-running",
+        "old-but-queued",
+    }
+
+
+def test_pruning_goes_in_small_batches_until_done() -> None:
+    for i in range(25):
+        make_job(f"s{i}", JobStatus.SUCCESS, 10)
+    assert prune(batch_size=4)["SUCCESS"] == 25
+    assert not Job.objects.exists()
+
+
+def test_a_run_can_stop_after_a_bounded_number_of_batches_and_resume() -> None:
+    for i in range(10):
+        make_job(f"s{i}", JobStatus.SUCCESS, 10)
+    assert prune(batch_size=3, max_batches=2)["SUCCESS"] == 6
+    assert prune(batch_size=3)["SUCCESS"] == 4
+
+
+def test_retention_is_scheduled_in_beat(settings: object) -> None:
+    from django.conf import settings as django_settings
+
+    entry = django_settings.CELERY_BEAT_SCHEDULE["prune-old-jobs"]
+    assert entry["task"] == "tasks.retention.prune_jobs"

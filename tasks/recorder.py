@@ -34,10 +34,10 @@ CLAIM_EVERY = 5.0  # seconds between looks for abandoned entries
 
 
 class Recorder:
-    def __init__(self, url: str, consumer: str | None = None) -> None:
+    def __init__(self, url: str, consumer: str | None = None, stream: str | None = None) -> None:
         from tasks import sinks
 
-        self.stream = sinks.STREAM
+        self.stream = stream or sinks.STREAM
         self.client = redis.Redis.from_url(url)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._last_claim = 0.0
@@ -50,10 +50,19 @@ class Recorder:
                 raise
 
     def run(self, should_stop: Callable[[], bool]) -> None:
-        self.ensure_group()
+        group_ready = False
         while not should_stop():
             try:
+                if not group_ready:
+                    self.ensure_group()
+                    group_ready = True
                 self.step()
+            except redis.ResponseError as exc:
+                # A Redis restarted without persistence lost the stream and its group.
+                if "NOGROUP" not in str(exc):
+                    raise
+                logger.warning("Event stream or consumer group missing; recreating it")
+                group_ready = False
             except redis.RedisError as exc:
                 logger.warning("Redis unavailable (%s); retrying", exc)
                 time.sleep(1)
@@ -62,8 +71,11 @@ class Recorder:
                 logger.exception("Recording a batch failed; retrying")
                 time.sleep(1)
         # Drain what is already there before exiting (a clean worker shutdown).
-        while self.step(block=False):
-            pass
+        try:
+            while self.step(block=False):
+                pass
+        except redis.RedisError as exc:
+            logger.warning("Could not drain the event stream at exit (%s)", exc)
 
     def step(self, block: bool = True) -> int:
         entries = self._claim_abandoned() or self._read(block)

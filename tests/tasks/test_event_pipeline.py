@@ -20,11 +20,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def stream(redis_server: RedisServer) -> redis.Redis:
+def stream_name() -> str:
+    """A stream of the test's own: the session worker's recorder reads the real one."""
+    return f"test-events-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def stream(redis_server: RedisServer, stream_name: str) -> redis.Redis:
     client = redis.Redis.from_url(redis_server.url)
-    client.delete(sinks.STREAM)
     yield client
-    client.delete(sinks.STREAM)
+    client.delete(stream_name)
     client.close()
 
 
@@ -65,15 +70,15 @@ def test_folding_ignores_a_late_lower_event() -> None:
 
 
 def test_stream_events_reach_the_database_through_the_recorder(
-    stream: redis.Redis, redis_server: RedisServer
+    stream: redis.Redis, redis_server: RedisServer, stream_name: str
 ) -> None:
-    sink = sinks.StreamSink(redis_server.url, autoflush=False)
+    sink = sinks.StreamSink(redis_server.url, autoflush=False, stream=stream_name)
     for event in a_life("t-4"):
         sink.emit_job(event)
     assert not Job.objects.filter(task_id="t-4").exists()  # buffered until the task ends
     sink.flush()
-    assert stream.xlen(sinks.STREAM) == 1  # one round trip for the whole task
-    recorder = Recorder(redis_server.url, consumer="test")
+    assert stream.xlen(stream_name) == 1  # one round trip for the whole task
+    recorder = Recorder(redis_server.url, consumer="test", stream=stream_name)
     recorder.ensure_group()
     assert recorder.step(block=False) == 1
     job = Job.objects.get(task_id="t-4")
@@ -84,22 +89,25 @@ def test_stream_events_reach_the_database_through_the_recorder(
         {"ok": True},
     )
     assert job.updated_at is not None
-    assert stream.xlen(sinks.STREAM) == 0  # acknowledged and deleted after the commit
+    assert stream.xlen(stream_name) == 0  # acknowledged and deleted after the commit
     sink.close()
 
 
 def test_entries_of_a_recorder_that_died_are_claimed_by_another(
-    stream: redis.Redis, redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+    stream: redis.Redis,
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    stream_name: str,
 ) -> None:
     task_id = f"t-{uuid.uuid4().hex[:6]}"
-    sink = sinks.StreamSink(redis_server.url, autoflush=False)
+    sink = sinks.StreamSink(redis_server.url, autoflush=False, stream=stream_name)
     for event in a_life(task_id):
         sink.emit_job(event)
     sink.flush()
-    dead = Recorder(redis_server.url, consumer="dead")
+    dead = Recorder(redis_server.url, consumer="dead", stream=stream_name)
     dead.ensure_group()
     assert dead._read(block=False)  # read, never written nor acknowledged: then it "died"
-    survivor = Recorder(redis_server.url, consumer="survivor")
+    survivor = Recorder(redis_server.url, consumer="survivor", stream=stream_name)
     assert survivor.step(block=False) == 0  # nothing new to read
     monkeypatch.setattr(recorder_module, "CLAIM_IDLE_MS", 0)
     survivor._last_claim = 0.0
@@ -109,18 +117,18 @@ def test_entries_of_a_recorder_that_died_are_claimed_by_another(
 
 
 def test_a_malformed_entry_is_dropped_and_the_rest_is_written(
-    stream: redis.Redis, redis_server: RedisServer
+    stream: redis.Redis, redis_server: RedisServer, stream_name: str
 ) -> None:
-    stream.xadd(sinks.STREAM, {"e": b"{not json"})
-    sink = sinks.StreamSink(redis_server.url, autoflush=False)
+    stream.xadd(stream_name, {"e": b"{not json"})
+    sink = sinks.StreamSink(redis_server.url, autoflush=False, stream=stream_name)
     for event in a_life("t-5"):
         sink.emit_job(event)
     sink.flush()
-    recorder = Recorder(redis_server.url, consumer="test")
+    recorder = Recorder(redis_server.url, consumer="test", stream=stream_name)
     recorder.ensure_group()
     assert recorder.step(block=False) == 2
     assert Job.objects.get(task_id="t-5").status == JobStatus.SUCCESS
-    assert stream.xlen(sinks.STREAM) == 0
+    assert stream.xlen(stream_name) == 0
     sink.close()
 
 

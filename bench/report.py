@@ -1,0 +1,114 @@
+"""From per-round figures to the printed tables and the JSON file.
+
+Only medians over rounds are printed, and only the layer/bare ratios are meant to be
+compared with other runs: the machine is shared and noisy (perf-baseline.md), so an
+absolute figure says little on its own. No targets and no PASS/FAIL in this version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.figures import median, ratio
+
+SIDES = ("bare", "layer")
+
+
+def medians(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per side, the median over its rounds of every numeric figure."""
+    summary: dict[str, dict[str, float]] = {}
+    for side in SIDES:
+        rounds = [run for run in runs if run["side"] == side]
+        if not rounds:
+            continue
+        keys = [k for k, v in rounds[0].items() if isinstance(v, int | float) and k != "round"]
+        summary[side] = {key: median([run[key] for run in rounds]) for key in keys}
+    return summary
+
+
+def ratios(summary: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Layer over bare, from the medians: above 1 the layer is faster."""
+    bare, layer = summary["bare"], summary["layer"]
+    return {
+        "enqueue": ratio(layer["enqueue_per_s"], bare["enqueue_per_s"]),
+        "drain": ratio(layer["drain_per_s"], bare["drain_per_s"]),
+    }
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A Markdown table, so the output pastes into docs/benchmarks.md as it is."""
+    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join(
+        ("-" * (w + 1) + ":") if i else "-" * (w + 2) for i, w in enumerate(widths)
+    )
+    return [line(header), rule + "|", *(line(row) for row in rows)]
+
+
+def format_report(meta: Mapping[str, Any], summary: Mapping[str, Mapping[str, float]]) -> str:
+    bare, layer = summary["bare"], summary["layer"]
+    r = ratios(summary)
+    lines = [
+        f"make bench: N={meta['n']} noop tasks, {meta['rounds']} interleaved round(s) "
+        f"(bare, layer, ...), medians over rounds",
+        f"layer database: {meta['database']}",
+        f"broker: private redis-server {meta['machine']['redis_server']} at {meta['broker']}",
+        "",
+        *_table(
+            ["", "enqueue/s", "publish p50 µs", "publish p99 µs", "drain/s"],
+            [
+                [
+                    side,
+                    f"{fig['enqueue_per_s']:.0f}",
+                    f"{fig['publish_p50_us']:.0f}",
+                    f"{fig['publish_p99_us']:.0f}",
+                    f"{fig['drain_per_s']:.0f}",
+                ]
+                for side, fig in (("bare", bare), ("layer", layer))
+            ]
+            + [["layer/bare", f"{r['enqueue']:.2f}", "", "", f"{r['drain']:.2f}"]],
+        ),
+        "",
+        "Where the time goes (medians; cores = CPU seconds / drain seconds, start-up included;",
+        "machine = every process on the machine, the database server too):",
+        "",
+        *_table(
+            [
+                "",
+                "producer CPU µs/publish",
+                "drain s",
+                "worker main cores",
+                "pool children cores",
+                "redis cores",
+                "machine cores",
+            ],
+            [
+                [
+                    side,
+                    f"{fig['producer_cpu_us_per_publish']:.0f}",
+                    f"{fig['drain_s']:.2f}",
+                    f"{fig['worker_main_cores']:.2f}",
+                    f"{fig['worker_children_cores']:.2f}",
+                    f"{fig['redis_cores']:.2f}",
+                    f"{fig['machine_cores']:.2f}",
+                ]
+                for side, fig in (("bare", bare), ("layer", layer))
+            ],
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def write_json(path: Path, document: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,468 @@
+"""`make bench`: the task layer against plain Celery, in one run, on one private Redis.
+
+The method is perf-baseline.md's, so the figures compare with it. The machine is shared
+and noisy, so absolute rates do not carry over between runs; what does is a ratio taken
+within one run, on one Redis, with the two sides interleaved (bare, layer, bare, layer,
+...) so a slow spell of the machine hits both, and medians over the rounds.
+
+One round of one side:
+
+1. flush the bench's Redis (and, for the layer, empty the Job and TaskResult tables);
+2. a producer subprocess publishes N `noop` tasks, timing every `.delay()`
+   (`bench.producer`): enqueue/s, publish p50/p99;
+3. start a prefork worker (`-c 2`, `-l WARNING`) and time from its start until all N
+   tasks are done: drain/s, start-up included, as in the baseline. Bare counts a Redis
+   INCR done by the task; the layer waits for N Job rows SUCCESS and N results stored
+   (`bench.layer_db watch`);
+4. stop the worker (SIGTERM, then SIGKILL of its process group).
+
+Bare is `bench.bare_app` (plain Celery, no result backend); layer is this project as
+deployed: `project.settings`, its Celery app, its database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import queue
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+
+from bench import processes, report
+from bench.bare_app import BROKER_URL_ENV, COUNTER_KEY, QUEUE
+from devstack.redis_server import RedisServer
+
+ROOT = processes.ROOT
+VAR_BENCH = ROOT / "var" / "bench"
+RESULTS = ROOT / "bench" / "results"
+
+LAYER_QUEUE = "default"  # CELERY_TASK_DEFAULT_QUEUE in project.settings
+POLL_INTERVAL_S = 0.25  # the same for both sides, so both drain times carry the same error
+# Not a secret: production settings only insist on having one. DEBUG stays off because
+# with DEBUG on Django records every query in memory (and Celery warns of the leak):
+# that would slow the layer in a way no deployment sees.
+BENCH_SECRET_KEY = "bench-only-not-a-secret-0123456789abcdefghijklmnopqrstuvwxyz"  # noqa: S105
+# Set by the bench for the children; a value from the calling shell must not leak in.
+OWNED_ENV = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "DJANGO_SETTINGS_MODULE",
+    "DEBUG",
+    "SECRET_KEY",
+    "LOG_LEVEL",
+    BROKER_URL_ENV,
+)
+
+
+@dataclass
+class Options:
+    """What one bench run measures (from the command line)."""
+
+    n: int
+    rounds: int
+    database_url: str | None
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description="The task layer against plain Celery: enqueue and drain rates.",
+    )
+    parser.add_argument("--n", type=int, default=5000, help="tasks per run (default 5000)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds of bare + layer (default 3)"
+    )
+    parser.add_argument(
+        "--database-url",
+        help="the layer's database, e.g. postgres://postgres@127.0.0.1:5432/bench_layer; "
+        "it must exist and hold no jobs (the bench empties its Job and TaskResult tables). "
+        "Default: a new SQLite file under var/bench/",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke test: N=500, 1 round (overrides --n/--rounds)"
+    )
+    args = parser.parse_args(argv)
+    n, rounds = (500, 1) if args.quick else (args.n, args.rounds)
+    if n <= 100 or rounds < 1:
+        parser.error("--n must be over 100 and --rounds at least 1")
+    return Options(n=n, rounds=rounds, database_url=args.database_url)
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for printing and for the results file."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def child_env(**values: str) -> dict[str, str]:
+    """The caller's environment minus what the bench owns, plus the given values."""
+    env = {k: v for k, v in os.environ.items() if k not in OWNED_ENV}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(values)
+    return env
+
+
+def worker_args(app: str, queue_name: str) -> list[str]:
+    """The same worker command line for both sides: only the app and queue differ."""
+    return [
+        *("-m", "celery", "-A", app, "worker"),
+        *("-P", "prefork", "-c", "2", "-l", "WARNING", "-Q", queue_name),
+    ]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Clock and CPU counters at one instant: a drain is the difference of two."""
+
+    at: float
+    redis_cpu_s: float
+    machine_busy_s: float
+    worker_main_cpu_s: float = 0.0
+    worker_children_cpu_s: float = 0.0
+
+    @classmethod
+    def take(cls, server: RedisServer, worker: subprocess.Popen[str] | None = None) -> Snapshot:
+        main, children = processes.group_cpu_seconds(worker.pid) if worker else (0.0, 0.0)
+        redis_pid = server.process.pid if server.process else 0
+        return cls(
+            at=time.monotonic(),
+            redis_cpu_s=processes.cpu_seconds(redis_pid),
+            machine_busy_s=processes.machine_busy_seconds(),
+            worker_main_cpu_s=main,
+            worker_children_cpu_s=children,
+        )
+
+
+@dataclass
+class Bench:
+    """One bench run: the private Redis, both sides' environments, the rounds' figures."""
+
+    options: Options
+    redis_server: RedisServer
+    database_url: str
+    run_dir: Path
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.redis = redis.Redis.from_url(self.redis_server.url)
+        self.bare_env = child_env(**{BROKER_URL_ENV: self.redis_server.url})
+        self.layer_env = child_env(
+            DJANGO_SETTINGS_MODULE="project.settings",
+            SECRET_KEY=BENCH_SECRET_KEY,
+            DEBUG="0",
+            LOG_LEVEL="WARNING",
+            DATABASE_URL=self.database_url,
+            REDIS_URL=self.redis_server.url,
+            CELERY_BROKER_URL=self.redis_server.url,
+        )
+        # Generous: it allows for 10 tasks/s, a sixth of the slowest drain in the baseline.
+        self.drain_timeout = 60.0 + self.options.n / 10
+
+    @property
+    def n(self) -> int:
+        return self.options.n
+
+    def log(self, name: str) -> Path:
+        return self.run_dir / "logs" / f"{name}.log"
+
+    # --- the layer's database ---------------------------------------------------------
+
+    def layer_db(self, *args: str, timeout: float = 120.0) -> str:
+        return processes.run(
+            ["-m", "bench.layer_db", *args], self.layer_env, self.log("layer-db"), timeout
+        )
+
+    def prepare_database(self, own_database: bool) -> None:
+        """Migrate, and refuse a database that already holds jobs unless it is our own.
+
+        Every round empties the Job and TaskResult tables: pointed at a real database by
+        mistake, the bench must stop before it deletes anything.
+        """
+        processes.run(
+            ["manage.py", "migrate", "--no-input", "-v", "0"],
+            self.layer_env,
+            self.log("migrate"),
+            timeout=600,
+        )
+        found = self.layer_db("rows").strip()
+        if not own_database and found != "jobs=0 results=0":
+            raise SystemExit(
+                f"{redacted(self.database_url)} already holds rows ({found}). The bench "
+                "empties the Job and TaskResult tables before every run: give it a "
+                "database of its own (e.g. `CREATE DATABASE bench_layer`)."
+            )
+
+    # --- one round of one side --------------------------------------------------------
+
+    def produce(self, side: str, number: int) -> dict[str, Any]:
+        out = self.run_dir / f"producer-{side}-{number}.json"
+        env = self.bare_env if side == "bare" else self.layer_env
+        processes.run(
+            ["-m", "bench.producer", side, "--n", str(self.n), "--out", str(out)],
+            env,
+            self.log(f"producer-{side}-{number}"),
+            timeout=60.0 + self.n / 10,
+        )
+        figures: dict[str, Any] = json.loads(out.read_text())
+        return figures
+
+    def check_queued(self, queue_name: str) -> int:
+        queued = int(self.redis.llen(queue_name))
+        if queued != self.n:
+            raise RuntimeError(
+                f"{queued} messages in queue {queue_name!r} after {self.n} publishes"
+            )
+        return queued
+
+    def bare_round(self, number: int) -> dict[str, Any]:
+        self.redis.flushall()
+        produced = self.produce("bare", number)
+        queued = self.check_queued(QUEUE)
+        start = Snapshot.take(self.redis_server)
+        worker = processes.start(
+            worker_args("bench.bare_app", QUEUE), self.bare_env, self.log(f"worker-bare-{number}")
+        )
+        try:
+            done_at, completed = self.wait_for_counter(worker)
+            end = Snapshot.take(self.redis_server, worker)
+        finally:
+            processes.stop(worker)
+        return self.figures("bare", number, produced, queued, start, end, done_at, completed)
+
+    def wait_for_counter(self, worker: subprocess.Popen[str]) -> tuple[float, int]:
+        """Poll the tasks' INCR counter until it reaches N; (monotonic time, count)."""
+        deadline = time.monotonic() + self.drain_timeout
+        while True:
+            count = int(self.redis.get(COUNTER_KEY) or 0)
+            now = time.monotonic()
+            if count >= self.n:
+                return now, count
+            self.check_alive(worker, "bare", count, now > deadline)
+            time.sleep(POLL_INTERVAL_S)
+
+    def layer_round(self, number: int) -> dict[str, Any]:
+        self.redis.flushall()
+        self.layer_db("reset")
+        produced = self.produce("layer", number)
+        queued = self.check_queued(LAYER_QUEUE)
+        watcher = processes.start(
+            [
+                *("-m", "bench.layer_db", "watch"),
+                *("--n", str(self.n), "--timeout", str(self.drain_timeout)),
+            ],
+            self.layer_env,
+            self.log(f"watcher-layer-{number}"),
+            stdout=subprocess.PIPE,
+        )
+        worker: subprocess.Popen[str] | None = None
+        try:
+            lines = processes.line_reader(watcher)
+            ready = self.next_line(lines, timeout=60.0, what="the watcher to connect")
+            if not ready.startswith(f"ready jobs={self.n} "):
+                raise RuntimeError(f"unexpected state before the drain: {ready!r}")
+            start = Snapshot.take(self.redis_server)
+            worker = processes.start(
+                worker_args("project", LAYER_QUEUE),
+                self.layer_env,
+                self.log(f"worker-layer-{number}"),
+            )
+            done_at, completed = self.wait_for_watcher(lines, worker)
+            end = Snapshot.take(self.redis_server, worker)
+        finally:
+            if worker is not None:
+                processes.stop(worker)
+            processes.stop(watcher)
+        return self.figures("layer", number, produced, queued, start, end, done_at, completed)
+
+    def wait_for_watcher(
+        self, lines: queue.Queue[str | None], worker: subprocess.Popen[str]
+    ) -> tuple[float, int]:
+        """Follow the watcher's lines until `done`; (its monotonic stamp, jobs SUCCESS)."""
+        deadline = time.monotonic() + self.drain_timeout + 10
+        last = "nothing yet"
+        while True:
+            line = self.next_line(lines, timeout=self.drain_timeout + 10, what="the watcher")
+            if line.startswith("done "):
+                fields = dict(part.split("=") for part in line.split()[2:])
+                return float(line.split()[1]), int(fields["success"])
+            if line.startswith("timeout"):
+                raise TimeoutError(f"layer drain did not finish in time: {line}")
+            last = line
+            self.check_alive(worker, "layer", last, time.monotonic() > deadline)
+
+    @staticmethod
+    def next_line(lines: queue.Queue[str | None], timeout: float, what: str) -> str:
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no word from {what} in {timeout:.0f}s") from None
+        if line is None:
+            raise RuntimeError(f"{what} exited without finishing (see its log)")
+        return line
+
+    def check_alive(
+        self, worker: subprocess.Popen[str], side: str, progress: object, late: bool
+    ) -> None:
+        if worker.poll() is not None:
+            raise RuntimeError(
+                f"{side} worker exited ({worker.returncode}) at {progress}; "
+                f"see {self.run_dir / 'logs'}"
+            )
+        if late:
+            raise TimeoutError(f"{side} drain not done after {self.drain_timeout:.0f}s: {progress}")
+
+    def figures(
+        self,
+        side: str,
+        number: int,
+        produced: dict[str, Any],
+        queued: int,
+        start: Snapshot,
+        end: Snapshot,
+        done_at: float,
+        completed: int,
+    ) -> dict[str, Any]:
+        """One round's raw figures: what goes into the JSON file and the medians."""
+        drain_s = done_at - start.at
+        cpu_window_s = end.at - start.at  # CPU counters were read at `end`, not at done_at
+        return {
+            "round": number,
+            "side": side,
+            "enqueue_per_s": produced["enqueue_per_s"],
+            "publish_p50_us": produced["publish_p50_us"],
+            "publish_p99_us": produced["publish_p99_us"],
+            "publish_mean_us": produced["publish_mean_us"],
+            "producer_cpu_us_per_publish": produced["cpu_s"] / self.n * 1e6,
+            "queued": queued,
+            "completed": completed,
+            "drain_s": drain_s,
+            "drain_per_s": self.n / drain_s,
+            "worker_main_cpu_s": end.worker_main_cpu_s,
+            "worker_children_cpu_s": end.worker_children_cpu_s,
+            "worker_main_cores": end.worker_main_cpu_s / cpu_window_s,
+            "worker_children_cores": end.worker_children_cpu_s / cpu_window_s,
+            "redis_cores": (end.redis_cpu_s - start.redis_cpu_s) / cpu_window_s,
+            "machine_cores": (end.machine_busy_s - start.machine_busy_s) / cpu_window_s,
+        }
+
+    def run(self) -> None:
+        for number in range(1, self.options.rounds + 1):
+            for side, one_round in (("bare", self.bare_round), ("layer", self.layer_round)):
+                figures = one_round(number)
+                self.runs.append(figures)
+                print(
+                    f"round {number}/{self.options.rounds} {side:5}: "
+                    f"enqueue {figures['enqueue_per_s']:.0f}/s "
+                    f"(p50 {figures['publish_p50_us']:.0f} µs, "
+                    f"p99 {figures['publish_p99_us']:.0f} µs), "
+                    f"drain {figures['drain_per_s']:.0f}/s ({figures['drain_s']:.2f} s)",
+                    flush=True,
+                )
+
+
+def machine(server: redis.Redis) -> dict[str, Any]:
+    meminfo = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(int(meminfo[1]) / 1024**2, 1),
+        "python": platform.python_version(),
+        "redis_server": server.info("server")["redis_version"],
+        **{
+            name: version(name)
+            for name in ("celery", "kombu", "redis", "django", "django-celery-results")
+        },
+    }
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled like Ctrl-C: unwind, stopping every child on the way."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def terminate(signum: int, _frame: object) -> NoReturn:
+    raise Stopped(signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse_args(argv)
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
+    started = datetime.now(UTC)
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    run_dir = VAR_BENCH / stamp
+    run_dir.mkdir(parents=True, exist_ok=True)
+    own_sqlite = run_dir / "layer.sqlite3"
+    database_url = options.database_url or f"sqlite:///{own_sqlite}"
+    bench: Bench | None = None
+    try:
+        with RedisServer() as server:
+            bench = Bench(options, server, database_url, run_dir)
+            print(
+                f"bench: N={options.n}, {options.rounds} round(s); Redis {server.url}; "
+                f"database {redacted(database_url)}; logs in {run_dir / 'logs'}",
+                flush=True,
+            )
+            bench.prepare_database(own_database=options.database_url is None)
+            try:
+                bench.run()
+            finally:
+                processes.stop_all()
+                if options.database_url:
+                    # Leave the given database as we found it: empty.
+                    with contextlib.suppress(Exception):
+                        bench.layer_db("reset")
+            meta = {
+                "started_at": started.isoformat(),
+                "n": options.n,
+                "rounds": options.rounds,
+                "database": redacted(database_url),
+                "broker": server.url,
+                "machine": machine(bench.redis),
+                "command": [Path(sys.executable).name, "-m", "bench.run", *(argv or sys.argv[1:])],
+            }
+    except KeyboardInterrupt as exc:
+        print("\ninterrupted: every process the bench started has been stopped", file=sys.stderr)
+        return 128 + (exc.signum if isinstance(exc, Stopped) else signal.SIGINT)
+    finally:
+        processes.stop_all()
+        if options.database_url is None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{own_sqlite}{suffix}").unlink(missing_ok=True)
+
+    summary = report.medians(bench.runs)
+    document = {
+        **meta,
+        "medians": summary,
+        "ratios_layer_over_bare": report.ratios(summary),
+        "runs": bench.runs,
+    }
+    results_path = RESULTS / f"{stamp}.json"
+    report.write_json(results_path, document)
+    print()
+    print(report.format_report(meta, summary))
+    print(f"\nraw per-round figures: {results_path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,8 +12,10 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
+
 app = Celery("project", task_cls="tasks.base:TrackedTask")
-app.config_from_object("django.conf:settings", namespace="CELERY")
+# CELERY_* Django settings, read once, lazily (project/celery_config.py says why).
+app.config_from_object("project.celery_config:CELERY")
 app.autodiscover_tasks()
 app.autodiscover_tasks(["tasks"], related_name="demo")
 app.autodiscover_tasks(["tasks"], related_name="retention")

@@ -94,7 +94,7 @@ class TrackedTask(Task):
         return progress.set_progress(self, percent, message)
 
     def _defer_to_commit(self, options: dict[str, Any]) -> bool:
-        if not self.publish_on_commit or self.app.conf.task_always_eager:
+        if not self.publish_on_commit:
             return False
         # A retry's re-publish is Celery's own business, not part of the task body's
         # transaction: deferring it would lose the retry if that transaction rolls back.

@@ -7,14 +7,11 @@ state it reports; `tasks.receivers` calls them and hands the result to
 
 from __future__ import annotations
 
-import json
 import traceback as tb
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from celery.utils.saferepr import saferepr
-from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -39,8 +36,8 @@ def pending(
         attempt=0,
         facts=_drop_empty(
             name=name,
-            args=jsonable(list(args)),
-            kwargs=jsonable(dict(kwargs)),
+            args=list(args),
+            kwargs=dict(kwargs),
             queue=queue,
             priority=priority,
             correlation_id=correlation_id,
@@ -55,29 +52,39 @@ def published(
     priority: int | None,
     sent_at: datetime,
 ) -> JobEvent:
-    """The message is on the broker: SENT, or RETRY when it is a retry's re-publish."""
+    """The message is on the broker: SENT, or RETRY when it is a retry's re-publish.
+
+    On every publish's path, so it builds its dicts directly.
+    """
     retries = int(headers.get("retries") or 0)
-    args, kwargs = _body_arguments(body)
-    now = sent_at
+    facts: dict[str, Any] = {"name": headers["task"], "sent_at": sent_at}
+    if isinstance(body, (list, tuple)) and len(body) == 3:  # protocol 2: args, kwargs, embed
+        facts["args"], facts["kwargs"] = list(body[0]), dict(body[1])
+    if routing_key:
+        facts["queue"] = routing_key
+    if priority is not None:
+        facts["priority"] = priority
+    for fact, header in _LINEAGE_HEADERS:
+        value = headers.get(header)
+        if value:
+            facts[fact] = value
+    eta = headers.get("eta")
     return JobEvent(
         task_id=headers["id"],
         status=JobStatus.RETRY if retries else JobStatus.SENT,
         attempt=retries,
-        facts=_drop_empty(
-            name=headers.get("task"),
-            args=args,
-            kwargs=kwargs,
-            queue=routing_key,
-            priority=priority,
-            parent_id=headers.get("parent_id"),
-            root_id=headers.get("root_id"),
-            group_id=headers.get("group"),
-            correlation_id=headers.get(correlation.HEADER),
-            sent_at=now,
-        ),
-        state=_drop_empty(eta=_parse_time(headers.get("eta"))),
-        at=now,
+        facts=facts,
+        state={"eta": _parse_time(eta)} if eta else {},
+        at=sent_at,
     )
+
+
+_LINEAGE_HEADERS = (
+    ("parent_id", "parent_id"),
+    ("root_id", "root_id"),
+    ("group_id", "group"),
+    ("correlation_id", correlation.HEADER),
+)
 
 
 def received(request: Any) -> JobEvent:
@@ -90,8 +97,8 @@ def received(request: Any) -> JobEvent:
         attempt=int(headers.get("retries") or 0) + 1,
         facts=_drop_empty(
             name=request.name,
-            args=jsonable(list(request.args)),
-            kwargs=jsonable(dict(request.kwargs)),
+            args=list(request.args),
+            kwargs=dict(request.kwargs),
             queue=delivery.get("routing_key"),
             priority=delivery.get("priority"),
             parent_id=headers.get("parent_id"),
@@ -117,8 +124,8 @@ def started(task: Any) -> JobEvent:
         attempt=(request.retries or 0) + 1,
         facts=_drop_empty(
             name=task.name,
-            args=jsonable(list(request.args or ())),
-            kwargs=jsonable(dict(request.kwargs or {})),
+            args=list(request.args or ()),
+            kwargs=dict(request.kwargs or {}),
             queue=delivery.get("routing_key"),
             priority=delivery.get("priority"),
             parent_id=request.parent_id,
@@ -147,7 +154,7 @@ def succeeded(task_request: Any, result: Any) -> JobEvent:
         task_id=task_request.id,
         status=JobStatus.SUCCESS,
         attempt=(task_request.retries or 0) + 1,
-        state={"finished_at": timezone.now(), "result": jsonable(result), "progress": 100},
+        state={"finished_at": timezone.now(), "result": result, "progress": 100},
     )
 
 
@@ -231,19 +238,11 @@ def describe(exception: BaseException) -> str:
     return f"{type(exception).__name__}: {exception}"
 
 
-def jsonable(value: Any) -> Any:
-    """The value itself when JSON can hold it, else a marked repr (never raises)."""
-    try:
-        json.dumps(value, cls=DjangoJSONEncoder)
-    except (TypeError, ValueError):
-        return {"__repr__": saferepr(value, maxlen=4096)}
-    return value
-
-
 def _body_arguments(body: Any) -> tuple[Any, Any]:
-    # Protocol 2 body: (args, kwargs, embed).
+    # Protocol 2 body: (args, kwargs, embed). Values that JSON cannot hold are made
+    # safe where events are encoded (tasks.sinks), not here on the hot path.
     if isinstance(body, (list, tuple)) and len(body) == 3:
-        return jsonable(list(body[0])), jsonable(dict(body[1]))
+        return list(body[0]), dict(body[1])
     return None, None
 
 

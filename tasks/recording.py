@@ -23,6 +23,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from django.db import transaction
@@ -113,7 +114,7 @@ class JobEvent:
             "a": self.attempt,
             "f": dict(self.facts),
             "x": dict(self.state),
-            "at": self.at,
+            "at": self.at.isoformat(),
         }
 
     @classmethod
@@ -145,9 +146,7 @@ class ResultEvent:
 
 def record(event: JobEvent) -> None:
     """Hand an event to this process's sink (see tasks.sinks)."""
-    from tasks import sinks
-
-    sinks.current().emit_job(event)
+    _sinks().current().emit_job(event)
 
 
 def record_now(event: JobEvent) -> None:
@@ -156,9 +155,15 @@ def record_now(event: JobEvent) -> None:
 
 
 def record_result(event: ResultEvent) -> None:
+    _sinks().current().emit_result(event)
+
+
+@cache
+def _sinks() -> Any:
+    # tasks.sinks imports this module; resolved once, not on every event.
     from tasks import sinks
 
-    sinks.current().emit_result(event)
+    return sinks
 
 
 def write(job_events: Iterable[JobEvent], result_events: Iterable[ResultEvent]) -> None:

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 import redis
 from celery import current_app
+from celery.utils.saferepr import saferepr
 from django.conf import settings
 
 from tasks import recording
@@ -51,7 +52,7 @@ class DatabaseSink:
     """Writes each event at once."""
 
     def emit_job(self, event: JobEvent) -> None:
-        recording.write([event], [])
+        recording.write([json_safe(event)], [])
 
     def emit_result(self, event: ResultEvent) -> None:
         recording.write([], [event])
@@ -145,7 +146,7 @@ class BufferedDatabaseSink:
             if not jobs and not results:
                 return
             try:
-                recording.write(jobs, results)
+                recording.write([json_safe(event) for event in jobs], results)
             except Exception:
                 self._buffer.put_back(jobs, results)
                 connection.close()
@@ -220,11 +221,23 @@ def decode(payload: bytes | str) -> tuple[list[JobEvent], list[ResultEvent]]:
 
 
 def _json_default(value: Any) -> Any:
+    """Never raises: one odd argument or result must not lose a whole batch of events."""
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, (Decimal, uuid.UUID)):
         return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return {"__repr__": saferepr(value, maxlen=4096)}
+
+
+def json_safe(event: JobEvent) -> JobEvent:
+    """The event with values JSON can hold (for sinks that skip the stream's encoding)."""
+    return JobEvent.from_message(json.loads(encode_one(event)))
+
+
+def encode_one(event: JobEvent) -> str:
+    return json.dumps(event.as_message(), default=_json_default, separators=(",", ":"))
 
 
 # --- the process's sink -------------------------------------------------------------------

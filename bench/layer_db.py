@@ -95,11 +95,31 @@ def watch(n: int, timeout: float) -> int:
     return 1
 
 
+def lag() -> int:
+    """Visibility lag: from a job's finish (stamped by the pool child) to the write of its
+    row (`updated_at`, stamped by the recorder). A later write to the row (e.g. a
+    RECEIVED arriving after SUCCESS) only makes the figure larger, never smaller."""
+    from tasks.models import Job, JobStatus
+
+    pairs = Job.objects.filter(status=JobStatus.SUCCESS, finished_at__isnull=False).values_list(
+        "finished_at", "updated_at"
+    )
+    lags_ms = sorted((updated - finished).total_seconds() * 1000 for finished, updated in pairs)
+    if not lags_ms:
+        print("lag n=0", flush=True)
+        return 1
+    p50 = lags_ms[len(lags_ms) // 2]
+    p95 = lags_ms[min(len(lags_ms) - 1, int(len(lags_ms) * 0.95))]
+    print(f"lag n={len(lags_ms)} p50_ms={p50:.1f} p95_ms={p95:.1f}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("rows")
     commands.add_parser("reset")
+    commands.add_parser("lag")
     watch_parser = commands.add_parser("watch")
     watch_parser.add_argument("--n", type=int, required=True)
     watch_parser.add_argument("--timeout", type=float, required=True)
@@ -109,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         return rows()
     if args.command == "reset":
         return reset()
+    if args.command == "lag":
+        return lag()
     return watch(args.n, args.timeout)
 
 

@@ -149,3 +149,18 @@ def line_reader(process: subprocess.Popen[str]) -> queue.Queue[str | None]:
 
     threading.Thread(target=pump, name=f"stdout-{process.pid}", daemon=True).start()
     return lines
+
+
+def group_rss_bytes(leader: int) -> int:
+    """Resident memory of a process group (a worker, its pool and its recorder)."""
+    total = 0
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is None or int(fields[2]) != leader:  # field 5 of proc(5): the group
+            continue
+        with contextlib.suppress(OSError):
+            total += int((entry / "statm").read_text().split()[1]) * page
+    return total

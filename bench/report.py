@@ -2,7 +2,8 @@
 
 Only medians over rounds are printed, and only the layer/bare ratios are meant to be
 compared with other runs: the machine is shared and noisy (perf-baseline.md), so an
-absolute figure says little on its own. No targets and no PASS/FAIL in this version.
+absolute figure says little on its own. `targets` turns the medians into the
+performance issue's PASS/FAIL table.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from typing import Any
 
 from bench.figures import median, ratio
 
-SIDES = ("bare", "layer")
+SIDES = ("bare", "layer", "layer-atomic")
+
+# Issue 4's targets: (figure, how it is read, the bound).
+DRAIN_TARGET = 0.85
+ENQUEUE_TARGET = 0.90
+LAG_P95_TARGET_MS = 1000.0
+MEMORY_GROWTH_TARGET = 0.10
 
 
 def medians(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
@@ -32,10 +39,88 @@ def medians(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
 def ratios(summary: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
     """Layer over bare, from the medians: above 1 the layer is faster."""
     bare, layer = summary["bare"], summary["layer"]
-    return {
+    result = {
         "enqueue": ratio(layer["enqueue_per_s"], bare["enqueue_per_s"]),
         "drain": ratio(layer["drain_per_s"], bare["drain_per_s"]),
     }
+    if "layer-atomic" in summary:
+        result["enqueue_in_transaction"] = ratio(
+            summary["layer-atomic"]["enqueue_per_s"], bare["enqueue_per_s"]
+        )
+    return result
+
+
+def targets(
+    databases: Mapping[str, Mapping[str, Any]], memory: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Each target of the performance issue with the measured figure and PASS/FAIL."""
+    verdicts: list[dict[str, Any]] = []
+
+    def add(name: str, value: float, bound: str, passed: bool, unit: str = "") -> None:
+        verdicts.append(
+            {"figure": name, "value": value, "unit": unit, "target": bound, "pass": passed}
+        )
+
+    for label, entry in databases.items():
+        r = entry["ratios_layer_over_bare"]
+        medians_ = entry["medians"]
+        add(f"drain ratio, {label}", r["drain"], f">= {DRAIN_TARGET}", r["drain"] >= DRAIN_TARGET)
+        add(
+            f"enqueue ratio, {label}",
+            r["enqueue"],
+            f">= {ENQUEUE_TARGET}",
+            r["enqueue"] >= ENQUEUE_TARGET,
+        )
+        if "enqueue_in_transaction" in r:
+            value = r["enqueue_in_transaction"]
+            add(
+                f"enqueue ratio in a transaction, {label}",
+                value,
+                f">= {ENQUEUE_TARGET}",
+                value >= ENQUEUE_TARGET,
+            )
+        lag = medians_["layer"]["lag_p95_ms"]
+        add(
+            f"visibility lag p95, {label}",
+            lag,
+            f"< {LAG_P95_TARGET_MS:.0f}",
+            lag < LAG_P95_TARGET_MS,
+            "ms",
+        )
+        for side in ("layer", "layer-atomic"):
+            if side in medians_:
+                add(
+                    f"publish p99 ({side}), {label}",
+                    medians_[side]["publish_p99_us"],
+                    f"reported (bare {medians_['bare']['publish_p99_us']:.0f})",
+                    True,
+                    "µs",
+                )
+    if memory is not None:
+        growth = memory["growth"]
+        add(
+            f"worker RSS growth, {memory['jobs_early']} -> {memory['jobs_late']} jobs",
+            growth * 100,
+            f"<= {MEMORY_GROWTH_TARGET * 100:.0f}",
+            growth <= MEMORY_GROWTH_TARGET,
+            "%",
+        )
+    return verdicts
+
+
+def format_targets(verdicts: Sequence[Mapping[str, Any]]) -> str:
+    rows = [
+        [
+            v["figure"],
+            f"{v['value']:.2f}{(' ' + v['unit']) if v['unit'] else ''}",
+            v["target"],
+            "PASS" if v["pass"] else "FAIL",
+        ]
+        for v in verdicts
+    ]
+    return "\n".join(
+        ["Targets (performance issue):", "", *_table(["figure", "measured", "target", ""], rows)]
+    )
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -76,7 +161,25 @@ def format_report(meta: Mapping[str, Any], summary: Mapping[str, Mapping[str, fl
                 ]
                 for side, fig in (("bare", bare), ("layer", layer))
             ]
-            + [["layer/bare", f"{r['enqueue']:.2f}", "", "", f"{r['drain']:.2f}"]],
+            + (
+                [
+                    [
+                        "layer, in a transaction",
+                        f"{summary['layer-atomic']['enqueue_per_s']:.0f}",
+                        f"{summary['layer-atomic']['publish_p50_us']:.0f}",
+                        f"{summary['layer-atomic']['publish_p99_us']:.0f}",
+                        "",
+                    ]
+                ]
+                if "layer-atomic" in summary
+                else []
+            )
+            + [["layer/bare", f"{r['enqueue']:.2f}", "", "", f"{r['drain']:.2f}"]]
+            + (
+                [["in a transaction/bare", f"{r['enqueue_in_transaction']:.2f}", "", "", ""]]
+                if "enqueue_in_transaction" in r
+                else []
+            ),
         ),
         "",
         "Where the time goes (medians; cores = CPU seconds / drain seconds, start-up included;",

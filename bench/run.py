@@ -75,6 +75,8 @@ class Options:
     n: int
     rounds: int
     database_url: str | None
+    postgres: bool = True
+    memory_jobs: int = 100_000
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -82,7 +84,7 @@ def parse_args(argv: list[str] | None) -> Options:
         prog="python -m bench.run",
         description="The task layer against plain Celery: enqueue and drain rates.",
     )
-    parser.add_argument("--n", type=int, default=5000, help="tasks per run (default 5000)")
+    parser.add_argument("--n", type=int, default=20_000, help="tasks per run (default 20000)")
     parser.add_argument(
         "--rounds", type=int, default=3, help="interleaved rounds of bare + layer (default 3)"
     )
@@ -93,13 +95,32 @@ def parse_args(argv: list[str] | None) -> Options:
         "Default: a new SQLite file under var/bench/",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smoke test: N=500, 1 round (overrides --n/--rounds)"
+        "--no-postgres",
+        action="store_true",
+        help="skip the PostgreSQL runs (default: run them when 127.0.0.1:5432 answers)",
+    )
+    parser.add_argument(
+        "--memory-jobs",
+        type=int,
+        default=100_000,
+        help="jobs for the worker memory check (RSS after 5000 vs after this many; 0: skip)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: N=500, 1 round, memory check on 6000 jobs, SQLite only",
     )
     args = parser.parse_args(argv)
     n, rounds = (500, 1) if args.quick else (args.n, args.rounds)
     if n <= 100 or rounds < 1:
         parser.error("--n must be over 100 and --rounds at least 1")
-    return Options(n=n, rounds=rounds, database_url=args.database_url)
+    return Options(
+        n=n,
+        rounds=rounds,
+        database_url=args.database_url,
+        postgres=not (args.no_postgres or args.quick or args.database_url),
+        memory_jobs=6000 if args.quick else args.memory_jobs,
+    )
 
 
 def redacted(url: str) -> str:
@@ -214,6 +235,7 @@ class Bench:
     def produce(self, side: str, number: int) -> dict[str, Any]:
         out = self.run_dir / f"producer-{side}-{number}.json"
         env = self.bare_env if side == "bare" else self.layer_env
+        # The producer's own time limit: N publishes at 10/s is far below any real rate.
         processes.run(
             ["-m", "bench.producer", side, "--n", str(self.n), "--out", str(out)],
             env,
@@ -291,7 +313,80 @@ class Bench:
             if worker is not None:
                 processes.stop(worker)
             processes.stop(watcher)
-        return self.figures("layer", number, produced, queued, start, end, done_at, completed)
+        figures = self.figures("layer", number, produced, queued, start, end, done_at, completed)
+        lag = dict(part.split("=") for part in self.layer_db("lag").split()[1:])
+        figures["lag_p50_ms"] = float(lag["p50_ms"])
+        figures["lag_p95_ms"] = float(lag["p95_ms"])
+        return figures
+
+    def atomic_enqueue_round(self, number: int) -> dict[str, Any]:
+        """Enqueue only: `.delay()` inside a transaction (PENDING row + publish on commit)."""
+        self.redis.flushall()
+        self.layer_db("reset")
+        produced = self.produce("layer-atomic", number)
+        queued = self.check_queued(LAYER_QUEUE)
+        return {
+            "round": number,
+            "side": "layer-atomic",
+            "enqueue_per_s": produced["enqueue_per_s"],
+            "publish_p50_us": produced["publish_p50_us"],
+            "publish_p99_us": produced["publish_p99_us"],
+            "producer_cpu_us_per_publish": produced["cpu_s"] / self.n * 1e6,
+            "queued": queued,
+        }
+
+    def memory_check(self, jobs: int) -> dict[str, Any]:
+        """A layer worker's RSS (main, pool, recorder) after 5,000 jobs and after `jobs`.
+
+        The producer runs alongside the worker, as traffic does; RSS is sampled when the
+        SUCCESS count crosses each mark.
+        """
+        self.redis.flushall()
+        self.layer_db("reset")
+        early_mark = min(5000, jobs // 2)
+        out = self.run_dir / "producer-memory.json"
+        producer = processes.start(
+            ["-m", "bench.producer", "layer", "--n", str(jobs), "--out", str(out)],
+            self.layer_env,
+            self.log("producer-memory"),
+        )
+        worker = processes.start(
+            worker_args("project", LAYER_QUEUE), self.layer_env, self.log("worker-memory")
+        )
+        watcher = processes.start(
+            [*("-m", "bench.layer_db", "watch"), *("--n", str(jobs), "--timeout", "3600")],
+            self.layer_env,
+            self.log("watcher-memory"),
+            stdout=subprocess.PIPE,
+        )
+        samples: dict[str, int] = {}
+        try:
+            lines = processes.line_reader(watcher)
+            while True:
+                line = self.next_line(lines, timeout=600, what="the memory watcher")
+                fields = dict(part.split("=") for part in line.split() if "=" in part)
+                success = int(fields.get("success", 0))
+                if "early" not in samples and success >= early_mark:
+                    samples["early"] = processes.group_rss_bytes(worker.pid)
+                    samples["early_jobs"] = success
+                if line.startswith("done "):
+                    samples["late"] = processes.group_rss_bytes(worker.pid)
+                    samples["late_jobs"] = success
+                    break
+                if line.startswith("timeout"):
+                    raise TimeoutError(f"memory check did not finish: {line}")
+                self.check_alive(worker, "memory", line, False)
+        finally:
+            processes.stop(watcher)
+            processes.stop(worker)
+            processes.stop(producer)
+        return {
+            "rss_early_mib": samples["early"] / 2**20,
+            "rss_late_mib": samples["late"] / 2**20,
+            "jobs_early": samples["early_jobs"],
+            "jobs_late": samples["late_jobs"],
+            "growth": samples["late"] / samples["early"] - 1,
+        }
 
     def wait_for_watcher(
         self, lines: queue.Queue[str | None], worker: subprocess.Popen[str]
@@ -366,15 +461,28 @@ class Bench:
 
     def run(self) -> None:
         for number in range(1, self.options.rounds + 1):
-            for side, one_round in (("bare", self.bare_round), ("layer", self.layer_round)):
+            for side, one_round in (
+                ("bare", self.bare_round),
+                ("layer", self.layer_round),
+                ("layer-atomic", self.atomic_enqueue_round),
+            ):
                 figures = one_round(number)
                 self.runs.append(figures)
                 print(
-                    f"round {number}/{self.options.rounds} {side:5}: "
+                    f"round {number}/{self.options.rounds} {side:12}: "
                     f"enqueue {figures['enqueue_per_s']:.0f}/s "
                     f"(p50 {figures['publish_p50_us']:.0f} µs, "
-                    f"p99 {figures['publish_p99_us']:.0f} µs), "
-                    f"drain {figures['drain_per_s']:.0f}/s ({figures['drain_s']:.2f} s)",
+                    f"p99 {figures['publish_p99_us']:.0f} µs)"
+                    + (
+                        f", drain {figures['drain_per_s']:.0f}/s ({figures['drain_s']:.2f} s)"
+                        if "drain_per_s" in figures
+                        else ""
+                    )
+                    + (
+                        f", lag p95 {figures['lag_p95_ms']:.0f} ms"
+                        if "lag_p95_ms" in figures
+                        else ""
+                    ),
                     flush=True,
                 )
 
@@ -405,6 +513,49 @@ def terminate(signum: int, _frame: object) -> NoReturn:
     raise Stopped(signum)
 
 
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@contextlib.contextmanager
+def postgres_database(stamp: str) -> Any:
+    """A database of the bench's own on the local PostgreSQL, dropped afterwards; None
+    when no server answers."""
+    try:
+        import psycopg
+
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except Exception as exc:
+        print(f"bench: no PostgreSQL at 127.0.0.1:5432 ({exc}); SQLite only", flush=True)
+        yield None
+        return
+    name = f"bench_layer_{stamp.lower()}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgres://postgres@127.0.0.1:5432/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def run_on(
+    options: Options, server: RedisServer, database_url: str, run_dir: Path, own: bool
+) -> Bench:
+    bench = Bench(options, server, database_url, run_dir)
+    print(
+        f"bench: N={options.n}, {options.rounds} round(s); Redis {server.url}; "
+        f"database {redacted(database_url)}; logs in {run_dir / 'logs'}",
+        flush=True,
+    )
+    bench.prepare_database(own_database=own)
+    try:
+        bench.run()
+    finally:
+        processes.stop_all()
+        with contextlib.suppress(Exception):
+            bench.layer_db("reset")
+    return bench
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     signal.signal(signal.SIGTERM, terminate)
@@ -414,30 +565,36 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = VAR_BENCH / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
     own_sqlite = run_dir / "layer.sqlite3"
-    database_url = options.database_url or f"sqlite:///{own_sqlite}"
-    bench: Bench | None = None
+    results: dict[str, dict[str, Any]] = {}
+    memory: dict[str, Any] | None = None
     try:
         with RedisServer() as server:
-            bench = Bench(options, server, database_url, run_dir)
-            print(
-                f"bench: N={options.n}, {options.rounds} round(s); Redis {server.url}; "
-                f"database {redacted(database_url)}; logs in {run_dir / 'logs'}",
-                flush=True,
+            first_url = options.database_url or f"sqlite:///{own_sqlite}"
+            label = "given database" if options.database_url else "SQLite"
+            bench = run_on(
+                options, server, first_url, run_dir / "db1", options.database_url is None
             )
-            bench.prepare_database(own_database=options.database_url is None)
-            try:
-                bench.run()
-            finally:
-                processes.stop_all()
-                if options.database_url:
-                    # Leave the given database as we found it: empty.
-                    with contextlib.suppress(Exception):
-                        bench.layer_db("reset")
+            results[label] = {"database": redacted(first_url), "runs": bench.runs}
+            if options.memory_jobs:
+                print(f"bench: memory check over {options.memory_jobs} jobs", flush=True)
+                memory = bench.memory_check(options.memory_jobs)
+                print(
+                    f"memory: {memory['rss_early_mib']:.1f} MiB after {memory['jobs_early']} "
+                    f"jobs, {memory['rss_late_mib']:.1f} MiB after {memory['jobs_late']} "
+                    f"({memory['growth'] * 100:+.1f}%)",
+                    flush=True,
+                )
+                with contextlib.suppress(Exception):
+                    bench.layer_db("reset")
+            if options.postgres:
+                with postgres_database(stamp) as pg_url:
+                    if pg_url:
+                        pg = run_on(options, server, pg_url, run_dir / "db2", True)
+                        results["PostgreSQL"] = {"database": redacted(pg_url), "runs": pg.runs}
             meta = {
                 "started_at": started.isoformat(),
                 "n": options.n,
                 "rounds": options.rounds,
-                "database": redacted(database_url),
                 "broker": server.url,
                 "machine": machine(bench.redis),
                 "command": [Path(sys.executable).name, "-m", "bench.run", *(argv or sys.argv[1:])],
@@ -447,23 +604,27 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + (exc.signum if isinstance(exc, Stopped) else signal.SIGINT)
     finally:
         processes.stop_all()
-        if options.database_url is None:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{own_sqlite}{suffix}").unlink(missing_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{own_sqlite}{suffix}").unlink(missing_ok=True)
 
-    summary = report.medians(bench.runs)
-    document = {
-        **meta,
-        "medians": summary,
-        "ratios_layer_over_bare": report.ratios(summary),
-        "runs": bench.runs,
-    }
+    for entry in results.values():
+        entry["medians"] = report.medians(entry["runs"])
+        entry["ratios_layer_over_bare"] = report.ratios(entry["medians"])
+    verdicts = report.targets(results, memory)
+    document = {**meta, "databases": results, "memory": memory, "targets": verdicts}
     results_path = RESULTS / f"{stamp}.json"
     report.write_json(results_path, document)
+    for label, entry in results.items():
+        print()
+        print(
+            report.format_report(
+                {**meta, "database": f"{label}: {entry['database']}"}, entry["medians"]
+            )
+        )
     print()
-    print(report.format_report(meta, summary))
+    print(report.format_targets(verdicts))
     print(f"\nraw per-round figures: {results_path.relative_to(ROOT)}")
-    return 0
+    return 0 if all(v["pass"] for v in verdicts) else 1
 
 
 if __name__ == "__main__":

@@ -88,25 +88,21 @@ _LINEAGE_HEADERS = (
 
 
 def received(request: Any) -> JobEvent:
-    """A worker's main process took the message (`task_received`, a worker Request)."""
+    """A worker's main process took the message (`task_received`, a worker Request).
+
+    Status only: the main process is Celery's bottleneck, and the message's facts come
+    with the publisher's SENT and the pool child's STARTED anyway.
+    """
     headers = request.request_dict
-    delivery = request.delivery_info or {}
+    eta = headers.get("eta")
+    state: dict[str, Any] = {"worker": request.hostname}
+    if eta:
+        state["eta"] = _parse_time(eta)
     return JobEvent(
         task_id=request.id,
         status=JobStatus.RECEIVED,
         attempt=int(headers.get("retries") or 0) + 1,
-        facts=_drop_empty(
-            name=request.name,
-            args=list(request.args),
-            kwargs=dict(request.kwargs),
-            queue=delivery.get("routing_key"),
-            priority=delivery.get("priority"),
-            parent_id=headers.get("parent_id"),
-            root_id=headers.get("root_id"),
-            group_id=headers.get("group"),
-            correlation_id=headers.get(correlation.HEADER) or headers.get("root_id") or request.id,
-        ),
-        state=_drop_empty(worker=request.hostname, eta=_parse_time(headers.get("eta"))),
+        state=state,
     )
 
 

@@ -29,6 +29,7 @@ logger = logging.getLogger("tasks.recorder")
 GROUP = "recorders"
 BATCH = 1000
 BLOCK_MS = 100
+WINDOW = 0.1  # seconds a batch may wait for more entries once one has arrived
 CLAIM_IDLE_MS = 15_000
 CLAIM_EVERY = 5.0  # seconds between looks for abandoned entries
 
@@ -81,6 +82,8 @@ class Recorder:
         entries = self._claim_abandoned() or self._read(block)
         if not entries:
             return 0
+        if block:
+            entries += self._gather_more(BATCH - len(entries))
         from tasks import recording, sinks
 
         ids, jobs, results = [], [], []
@@ -100,11 +103,25 @@ class Recorder:
             pipe.execute()
         return len(ids)
 
-    def _read(self, block: bool) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    def _read(
+        self, block: bool, count: int = BATCH, block_ms: int = BLOCK_MS
+    ) -> list[tuple[bytes, dict[bytes, bytes]]]:
         response = self.client.xreadgroup(
-            GROUP, self.consumer, {self.stream: ">"}, count=BATCH, block=BLOCK_MS if block else None
+            GROUP, self.consumer, {self.stream: ">"}, count=count, block=block_ms if block else None
         )
         return response[0][1] if response else []
+
+    def _gather_more(self, room: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        """Wait WINDOW, then take what has arrived meanwhile: few, big batches.
+
+        Under load every pool child adds an entry per task; written one by one, each
+        would cost a transaction (and read one by one, a round trip). WINDOW bounds what
+        this adds to the visibility lag.
+        """
+        if room <= 0:
+            return []
+        time.sleep(WINDOW)
+        return self._read(False, count=room)
 
     def _claim_abandoned(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
         now = time.monotonic()

@@ -32,6 +32,13 @@ class BatchedDatabaseBackend(DatabaseBackend):
     ) -> Any:
         if request is not None and getattr(request, "chord", None):
             return super()._store_result(task_id, result, status, traceback, request, using)
+        if status == states.STARTED:
+            # The final state follows in the same flush; this only marks the start.
+            now = timezone.now()
+            record_result(
+                ResultEvent(task_id, {"status": status, "date_started": now, "date_done": now})
+            )
+            return result
         content_type, content_encoding, encoded = self.encode_content(result)
         meta = {
             **self._get_meta_from_request(request),
@@ -49,7 +56,5 @@ class BatchedDatabaseBackend(DatabaseBackend):
             "date_done": now,
             **self._get_extended_properties(request, traceback),
         }
-        if status == states.STARTED:
-            fields["date_started"] = now
         record_result(ResultEvent(task_id, fields))
         return result

@@ -190,6 +190,9 @@ class StreamSink:
             jobs, results = self._buffer.take()
             if not jobs and not results:
                 return
+            # A child's STARTED, result and final state become one event each.
+            jobs = recording.merge_job_events(jobs)
+            results = recording.merge_result_events(results)
             payload = encode(jobs, results)
             try:
                 self._client.xadd(self._stream, {"e": payload})

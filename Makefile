@@ -8,7 +8,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 # `make test` needs SECRET_KEY only to load production settings for `check`.
 CHECK_ENV := SECRET_KEY=check-only-not-a-secret-0123456789abcdefghijklmnopqrstuvwxyz
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench bench-scale clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ format: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-scale: $(DEV_STAMP)
+	$(PY) -m bench.scale $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var test-output staticfiles .pytest_cache .ruff_cache

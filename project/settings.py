@@ -178,6 +178,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_ACCEPT_CONTENT = ["json"]
 
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# The queues workers consume (make run, docker-compose); the admin filters by them.
+TASKS_QUEUES = env_list("TASKS_QUEUES", ["high", "default", "low"])
 # Extra task modules for workers to import (comma-separated), beyond installed apps.
 CELERY_IMPORTS = env_list("CELERY_IMPORTS", [])
 

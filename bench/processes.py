@@ -151,7 +151,7 @@ def line_reader(process: subprocess.Popen[str]) -> queue.Queue[str | None]:
     return lines
 
 
-def group_rss_bytes(leader: int) -> int:
+def group_rss_bytes(leader: int, main_only: bool = False) -> int:
     """Resident memory of a process group (a worker, its pool and its recorder)."""
     total = 0
     page = os.sysconf("SC_PAGE_SIZE")
@@ -160,6 +160,8 @@ def group_rss_bytes(leader: int) -> int:
             continue
         fields = _stat_fields(int(entry.name))
         if fields is None or int(fields[2]) != leader:  # field 5 of proc(5): the group
+            continue
+        if main_only and int(entry.name) != leader:
             continue
         with contextlib.suppress(OSError):
             total += int((entry / "statm").read_text().split()[1]) * page

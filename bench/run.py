@@ -368,9 +368,11 @@ class Bench:
                 success = int(fields.get("success", 0))
                 if "early" not in samples and success >= early_mark:
                     samples["early"] = processes.group_rss_bytes(worker.pid)
+                    samples["early_main"] = processes.group_rss_bytes(worker.pid, main_only=True)
                     samples["early_jobs"] = success
                 if line.startswith("done "):
                     samples["late"] = processes.group_rss_bytes(worker.pid)
+                    samples["late_main"] = processes.group_rss_bytes(worker.pid, main_only=True)
                     samples["late_jobs"] = success
                     break
                 if line.startswith("timeout"):
@@ -386,6 +388,8 @@ class Bench:
             "jobs_early": samples["early_jobs"],
             "jobs_late": samples["late_jobs"],
             "growth": samples["late"] / samples["early"] - 1,
+            "main_rss_early_mib": samples["early_main"] / 2**20,
+            "main_rss_late_mib": samples["late_main"] / 2**20,
         }
 
     def wait_for_watcher(
@@ -581,7 +585,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"memory: {memory['rss_early_mib']:.1f} MiB after {memory['jobs_early']} "
                     f"jobs, {memory['rss_late_mib']:.1f} MiB after {memory['jobs_late']} "
-                    f"({memory['growth'] * 100:+.1f}%)",
+                    f"({memory['growth'] * 100:+.1f}%); main process "
+                    f"{memory['main_rss_early_mib']:.1f} -> {memory['main_rss_late_mib']:.1f} MiB",
                     flush=True,
                 )
                 with contextlib.suppress(Exception):

@@ -42,7 +42,7 @@ class UpsertPlan:
 
     #: Values for columns a row does not carry, used only when the row is inserted.
     insert_defaults: Mapping[str, Any] = dataclass_field(default_factory=dict)
-    #: Statements built so far, by (column set, row count, database vendor).
+    #: Statement parts built so far, by (column set, database vendor).
     _statements: dict[tuple[Any, ...], Any] = dataclass_field(
         default_factory=dict, compare=False, repr=False
     )
@@ -62,11 +62,12 @@ class UpsertPlan:
     def _statement(
         self, carried: tuple[str, ...], rows: list[Mapping[str, Any]]
     ) -> tuple[str, list[Any]]:
-        cache_key = (carried, len(rows), connection.vendor)
+        cache_key = (carried, connection.vendor)
         compiled = self._statements.get(cache_key)
         if compiled is None:
-            compiled = self._statements[cache_key] = self._compiled(carried, len(rows))
-        sql, converters, defaults = compiled
+            compiled = self._statements[cache_key] = self._compiled(carried)
+        head, row_placeholders, tail, converters, defaults = compiled
+        sql = head + ", ".join([row_placeholders] * len(rows)) + tail
         params: list[Any] = []
         for row in rows:
             full = {**defaults, **row}
@@ -78,10 +79,11 @@ class UpsertPlan:
         return sql, params
 
     def _compiled(
-        self, carried: tuple[str, ...], row_count: int
-    ) -> tuple[str, list[tuple[str, Any]], dict[str, Any]]:
-        """The SQL for one column set and row count, built once (it is most of the cost of
-        a one-row write, such as `.delay()` inside a transaction)."""
+        self, carried: tuple[str, ...]
+    ) -> tuple[str, str, str, list[tuple[str, Any]], dict[str, Any]]:
+        """The statement's parts for one column set, built once: building them is most of
+        the cost of a one-row write, such as `.delay()` inside a transaction. Cached per
+        column set only (not per row count), so the cache stays a few entries."""
         meta = self.model._meta
         defaults = {k: v for k, v in self.insert_defaults.items() if k not in carried}
         names = (*carried, *defaults)
@@ -112,11 +114,11 @@ class UpsertPlan:
                 value = f"CASE WHEN {wins} THEN {new} ELSE {old} END"
             assignments.append(f"{column} = {value}")
         # Identifiers come from model metadata; every value is a bound parameter.
-        values = ", ".join([placeholders] * row_count)
         key = quote(meta.get_field(self.key).column)
         action = "DO UPDATE SET " + ", ".join(assignments) if assignments else "DO NOTHING"
-        sql = f"INSERT INTO {table} ({columns}) VALUES {values} ON CONFLICT ({key}) {action}"  # noqa: S608
-        return sql, converters, defaults
+        head = f"INSERT INTO {table} ({columns}) VALUES "  # noqa: S608
+        tail = f" ON CONFLICT ({key}) {action}"
+        return head, placeholders, tail, converters, defaults
 
     @staticmethod
     def _placeholder(field: Any) -> str:

@@ -200,6 +200,13 @@ def main(argv: list[str] | None = None) -> int:
             processes.ROOT / "var" / "bench" / f"scale-{stamp}-migrate.log",
             timeout=600,
         )
+        # Production settings serve hashed static files: the admin pages need the manifest.
+        processes.run(
+            ["manage.py", "collectstatic", "--no-input", "-v", "0"],
+            env,
+            processes.ROOT / "var" / "bench" / f"scale-{stamp}-collectstatic.log",
+            timeout=600,
+        )
         print(f"scale: loading {args.rows:,} finished jobs into {name} ...", flush=True)
         timings = load(url.replace("postgres://", "postgresql://"), args.rows)
         print(

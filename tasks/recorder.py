@@ -32,7 +32,6 @@ BLOCK_MS = 100
 WINDOW = 0.1  # seconds a batch may wait for more entries once one has arrived
 CLAIM_IDLE_MS = 15_000
 CLAIM_EVERY = 5.0  # seconds between looks for abandoned entries
-NICENESS = 5  # below the worker's processes when the CPU is short
 
 
 class Recorder:
@@ -177,8 +176,6 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    # Writes can wait a moment; the worker's main process (Celery's bottleneck) cannot.
-    os.nice(NICENESS)
 
     def should_stop() -> bool:
         return stopping or (args.parent > 0 and os.getppid() != args.parent)

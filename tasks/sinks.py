@@ -121,60 +121,19 @@ class _Flusher(threading.Thread):
         self._wake.set()
 
 
-class BufferedDatabaseSink:
-    """Batches events and writes them from a background thread."""
+class _BufferedSink:
+    """Buffers events and writes them in one go; subclasses say where (`_write`).
 
-    def __init__(self, interval: float = FLUSH_INTERVAL) -> None:
-        self._buffer = _Buffer()
-        self._flush_lock = threading.Lock()
-        self._flusher = _Flusher(self.flush, interval)
-        self._flusher.start()
-
-    def emit_job(self, event: JobEvent) -> None:
-        if self._buffer.add_job(event) >= MAX_BUFFER:
-            self._flusher.wake()
-
-    def emit_result(self, event: ResultEvent) -> None:
-        if self._buffer.add_result(event) >= MAX_BUFFER:
-            self._flusher.wake()
-
-    def flush(self) -> None:
-        from django.db import connection
-
-        with self._flush_lock:
-            jobs, results = self._buffer.take()
-            if not jobs and not results:
-                return
-            try:
-                recording.write([json_safe(event) for event in jobs], results)
-            except Exception:
-                self._buffer.put_back(jobs, results)
-                connection.close()
-                raise
-            finally:
-                if threading.current_thread() is self._flusher:
-                    connection.close_if_unusable_or_obsolete()
-
-    def close(self) -> None:
-        self._flusher.stop()
-        self.flush()
-
-
-class StreamSink:
-    """Puts events on the Redis stream for the recorder process.
-
-    `autoflush=False` (pool children): events wait until `flush()`, which the task's
-    end triggers. `autoflush=True` (the worker's main process): a thread flushes them.
+    With `autoflush`, a thread flushes every `interval` (or when MAX_BUFFER events
+    wait); without it, the owner calls `flush()` (a pool child, at the end of a task).
     """
 
-    def __init__(self, url: str, autoflush: bool, stream: str = STREAM) -> None:
-        self._client = redis.Redis.from_url(url)
-        self._stream = stream
+    def __init__(self, autoflush: bool, interval: float = FLUSH_INTERVAL) -> None:
         self._buffer = _Buffer()
         self._flush_lock = threading.Lock()
         self._flusher: _Flusher | None = None
         if autoflush:
-            self._flusher = _Flusher(self.flush, FLUSH_INTERVAL)
+            self._flusher = _Flusher(self.flush, interval)
             self._flusher.start()
 
     def emit_job(self, event: JobEvent) -> None:
@@ -193,17 +152,58 @@ class StreamSink:
             # A child's STARTED, result and final state become one event each.
             jobs = recording.merge_job_events(jobs)
             results = recording.merge_result_events(results)
-            payload = encode(jobs, results)
             try:
-                self._client.xadd(self._stream, {"e": payload})
-            except redis.RedisError:
+                self._write(jobs, results)
+            except Exception:
                 self._buffer.put_back(jobs, results)
                 raise
+
+    def _write(self, jobs: list[JobEvent], results: list[ResultEvent]) -> None:
+        raise NotImplementedError
 
     def close(self) -> None:
         if self._flusher:
             self._flusher.stop()
         self.flush()
+
+
+class BufferedDatabaseSink(_BufferedSink):
+    """Batches events and writes them to the database from a background thread."""
+
+    def __init__(self, interval: float = FLUSH_INTERVAL) -> None:
+        super().__init__(autoflush=True, interval=interval)
+
+    def _write(self, jobs: list[JobEvent], results: list[ResultEvent]) -> None:
+        from django.db import connection
+
+        try:
+            recording.write([json_safe(event) for event in jobs], results)
+        except Exception:
+            connection.close()
+            raise
+        finally:
+            if threading.current_thread() is self._flusher:
+                connection.close_if_unusable_or_obsolete()
+
+
+class StreamSink(_BufferedSink):
+    """Puts events on the Redis stream for the recorder process.
+
+    `autoflush=False` (pool children): events wait until `flush()`, which the task's
+    end triggers. `autoflush=True` (the worker's main process, publishers): a thread
+    flushes them.
+    """
+
+    def __init__(self, url: str, autoflush: bool, stream: str = STREAM) -> None:
+        self._client = redis.Redis.from_url(url)
+        self._stream = stream
+        super().__init__(autoflush=autoflush)
+
+    def _write(self, jobs: list[JobEvent], results: list[ResultEvent]) -> None:
+        self._client.xadd(self._stream, {"e": encode(jobs, results)})
+
+    def close(self) -> None:
+        super().close()
         self._client.close()
 
 

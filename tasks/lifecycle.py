@@ -14,8 +14,6 @@ equal, and the second attempt's RECEIVED outranks both.
 
 from __future__ import annotations
 
-from django.db.models import Q
-
 from tasks.models import JobStatus
 
 STAGE: dict[str, int] = {
@@ -31,10 +29,6 @@ STAGE: dict[str, int] = {
 TERMINAL: frozenset[str] = frozenset({JobStatus.SUCCESS, JobStatus.FAILURE, JobStatus.REVOKED})
 
 
-def is_terminal(status: str) -> bool:
-    return status in TERMINAL
-
-
 def supersedes(new_status: str, new_attempt: int, old_status: str, old_attempt: int) -> bool:
     """True when an event (new_status, new_attempt) may overwrite a row in old_status.
 
@@ -46,18 +40,6 @@ def supersedes(new_status: str, new_attempt: int, old_status: str, old_attempt: 
     if new_status in TERMINAL:
         return True
     return (new_attempt, STAGE[new_status]) >= (old_attempt, STAGE[old_status])
-
-
-def superseded_rows(new_status: str, new_attempt: int) -> Q:
-    """`supersedes` as a filter on the current row, for a single UPDATE statement."""
-    not_final = ~Q(status__in=TERMINAL)
-    if new_status in TERMINAL:
-        return not_final
-    stage = STAGE[new_status]
-    earlier_stages = [s for s, rank in STAGE.items() if rank <= stage and s not in TERMINAL]
-    return not_final & (
-        Q(attempts__lt=new_attempt) | Q(attempts=new_attempt, status__in=earlier_stages)
-    )
 
 
 def sql_wins(old: str = "{old}", new: str = "{new}") -> str:

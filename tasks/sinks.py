@@ -236,11 +236,8 @@ def _json_default(value: Any) -> Any:
 
 def json_safe(event: JobEvent) -> JobEvent:
     """The event with values JSON can hold (for sinks that skip the stream's encoding)."""
-    return JobEvent.from_message(json.loads(encode_one(event)))
-
-
-def encode_one(event: JobEvent) -> str:
-    return json.dumps(event.as_message(), default=_json_default, separators=(",", ":"))
+    encoded = json.dumps(event.as_message(), default=_json_default, separators=(",", ":"))
+    return JobEvent.from_message(json.loads(encoded))
 
 
 # --- the process's sink -------------------------------------------------------------------

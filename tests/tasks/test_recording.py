@@ -80,3 +80,20 @@ def test_created_at_is_the_earliest_event_even_when_it_arrives_late() -> None:
     job = Job.objects.get(task_id="t6")
     assert job.created_at == sent == job.sent_at
     assert job.status == JobStatus.RECEIVED
+
+
+def test_the_sql_precedence_agrees_with_the_python_rule() -> None:
+    """The upsert's CASE and `supersedes` must decide every pair the same way."""
+    from itertools import product
+
+    from tasks.lifecycle import supersedes
+
+    positions = list(product(JobStatus.values, range(3)))
+    for n, ((old, old_attempt), (new, new_attempt)) in enumerate(product(positions, positions)):
+        task_id = f"pair-{n}"
+        record(JobEvent(task_id, old, old_attempt, state={"worker": "old"}))
+        record(JobEvent(task_id, new, new_attempt, state={"worker": "new"}))
+        job = Job.objects.get(task_id=task_id)
+        expected = supersedes(new, new_attempt, old, old_attempt)
+        assert (job.worker == "new") == expected, (old, old_attempt, new, new_attempt)
+        assert job.status == (new if expected else old)

@@ -11,7 +11,9 @@ class TasksConfig(AppConfig):
     def ready(self) -> None:
         from celery import current_app
 
-        from tasks import receivers, worker_steps
+        from tasks import cancellation, outbox, receivers, worker_steps
 
         receivers.connect()
         worker_steps.connect(current_app)
+        cancellation.connect(current_app)
+        outbox.connect(current_app)

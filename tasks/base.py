@@ -24,7 +24,7 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from kombu.exceptions import EncodeError
 from kombu.serialization import dumps
 
-from tasks import correlation, events, progress
+from tasks import cancellation, correlation, events, progress
 from tasks.exceptions import UnserializableArguments
 from tasks.recording import record_now
 
@@ -92,6 +92,10 @@ class TrackedTask(Task):
     def set_progress(self, percent: float, message: str = "") -> bool:
         """Report how far the running job is (0-100) and what it is doing."""
         return progress.set_progress(self, percent, message)
+
+    def is_cancelled(self) -> bool:
+        """True once an operator asked to cancel this job (checked at most every ~0.5 s)."""
+        return cancellation.is_cancelled(self)
 
     def _defer_to_commit(self, options: dict[str, Any]) -> bool:
         if not self.publish_on_commit:

@@ -29,6 +29,13 @@ class JobStatus(models.TextChoices):
     """Cancelled before or while running."""
 
 
+class DeadLetterResolution(models.TextChoices):
+    """What an operator did with a dead letter ("" while it is still parked)."""
+
+    REPLAYED = "replayed", "Replayed"
+    PURGED = "purged", "Purged"
+
+
 class JobQuerySet(models.QuerySet["Job"]):
     """The questions the admin and dashboard ask; each is served by an index on Job."""
 
@@ -51,6 +58,16 @@ class JobQuerySet(models.QuerySet["Job"]):
 
     def dead_lettered(self) -> JobQuerySet:
         return self.filter(dead_lettered_at__isnull=False)
+
+    def parked_dead_letters(self) -> JobQuerySet:
+        """Dead letters nobody has replayed or purged yet."""
+        return self.dead_lettered().filter(dead_letter_resolution="")
+
+    def cancel_requested(self) -> JobQuerySet:
+        """Cancellations that have not reached a final state yet (workers load these)."""
+        return self.filter(cancel_requested_at__isnull=False).exclude(
+            status__in=[JobStatus.SUCCESS, JobStatus.FAILURE, JobStatus.REVOKED]
+        )
 
     def since(self, moment: datetime) -> JobQuerySet:
         return self.filter(created_at__gte=moment)
@@ -110,6 +127,22 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     dead_lettered_at = models.DateTimeField(null=True, blank=True)
+    message = models.JSONField(
+        null=True,
+        blank=True,
+        encoder=DjangoJSONEncoder,
+        help_text=(
+            "What publishing the job again needs beyond name and arguments: headers and "
+            "routing options. Kept for jobs held in the database and for dead letters."
+        ),
+    )
+    cancel_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="When an operator asked to cancel the job."
+    )
+    dead_letter_resolution = models.CharField(
+        max_length=16, choices=DeadLetterResolution.choices, blank=True, default=""
+    )
+    dead_letter_resolved_at = models.DateTimeField(null=True, blank=True)
     retried_from = models.ForeignKey(
         "self",
         null=True,
@@ -132,6 +165,11 @@ class Job(models.Model):
             models.Index(fields=["group_id"], name="job_group"),
             models.Index(fields=["-created_at"], name="job_created"),
             models.Index(
+                fields=["cancel_requested_at"],
+                name="job_cancel_requested",
+                condition=models.Q(cancel_requested_at__isnull=False),
+            ),
+            models.Index(
                 fields=["dead_lettered_at"],
                 name="job_dead_lettered",
                 condition=models.Q(dead_lettered_at__isnull=False),
@@ -146,6 +184,64 @@ class Job(models.Model):
         if self.started_at and self.finished_at:
             return (self.finished_at - self.started_at).total_seconds()
         return None
+
+
+class JobAttempt(models.Model):
+    """One attempt at running a job: when, on which worker, and how it ended.
+
+    Written by `tasks.recording` from the same events as the job row; the job's page
+    lists them. `key` is "<task id>:<number>" so that attempts upsert in bulk like jobs.
+    """
+
+    key = models.CharField(max_length=300, unique=True)
+    task_id = models.CharField(max_length=255, db_index=True)
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=JobStatus.choices)
+    worker = models.CharField(max_length=255, blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the retry after this attempt is due."
+    )
+
+    class Meta:
+        ordering = ["task_id", "number"]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} attempt {self.number}: {self.status}"
+
+
+class OutboxMessage(models.Model):
+    """A message to publish that must not depend on the broker answering right now.
+
+    Written in the same transaction as the job's row: by `.delay()` inside a
+    transaction (deleted once the commit hook has published it), for a job whose ETA is
+    further away than the broker can hold it, and for a retry whose re-publish failed.
+    `tasks.outbox` publishes what is due; `claimed_at` is a lease, so the commit hook
+    and reconcilers never publish one message twice.
+    """
+
+    task_id = models.CharField(max_length=255, unique=True)
+    name = models.CharField(max_length=255)
+    args = models.JSONField(encoder=DjangoJSONEncoder, default=list)
+    kwargs = models.JSONField(encoder=DjangoJSONEncoder, default=dict)
+    options = models.JSONField(
+        encoder=DjangoJSONEncoder,
+        default=dict,
+        help_text="apply_async options: queue, priority, headers, retries, eta, ...",
+    )
+    due_at = models.DateTimeField(help_text="Publish no earlier than this.")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Failed publish attempts.")
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["due_at"], name="outbox_due")]
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.task_id}] due {self.due_at:%Y-%m-%d %H:%M:%S}"
 
 
 class DemoCounter(models.Model):

@@ -11,9 +11,10 @@ class TasksConfig(AppConfig):
     def ready(self) -> None:
         from celery import current_app
 
-        from tasks import cancellation, outbox, receivers, worker_steps
+        from tasks import cancellation, outbox, receivers, uniqueness, worker_steps
 
         receivers.connect()
         worker_steps.connect(current_app)
         cancellation.connect(current_app)
         outbox.connect(current_app)
+        uniqueness.connect(current_app)

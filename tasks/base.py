@@ -36,6 +36,13 @@ class TrackedTask(Task):
     #: that must be published even if the caller's transaction rolls back.
     publish_on_commit: bool = True
 
+    #: At most one pending or running job per key: argument names (a tuple of str) or
+    #: a callable taking the call's (args, kwargs) and returning a string. See
+    #: tasks.uniqueness.
+    unique_key: Any = None
+    #: Seconds after which a uniqueness key lapses even if its job never finished.
+    unique_ttl: int = 3600
+
     def apply_async(  # type: ignore[override]
         self,
         args: Any = None,

@@ -3,17 +3,17 @@
 Configuration lives in Django settings under the `CELERY_` namespace; this module only
 creates the app. `task_cls` makes every task (plain `@shared_task` included) a
 `tasks.base.TrackedTask`, so transactional enqueue and argument checks apply without
-any change to user code.
+any change to user code; TaskLayerCelery checks task options when tasks are decorated.
 """
 
 import os
 
-from celery import Celery
+from tasks.app import TaskLayerCelery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 
-app = Celery("project", task_cls="tasks.base:TrackedTask")
+app = TaskLayerCelery("project", task_cls="tasks.base:TrackedTask")
 # CELERY_* Django settings, read once, lazily (project/celery_config.py says why).
 app.config_from_object("project.celery_config:CELERY")
 app.autodiscover_tasks()

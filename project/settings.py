@@ -12,6 +12,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from tasks import dead_letter_queue
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -205,11 +207,18 @@ TASKS_MAX_RUNTIME = env_int("TASKS_MAX_RUNTIME", 60 * 60)
 # Redis has no real acks: kombu keeps a delivered-but-unacked message in a hash and
 # re-queues it once `visibility_timeout` seconds pass. A task still running (time limit)
 # or still waiting for its ETA (countdown, retry backoff) when that happens runs twice.
-# So the timeout must exceed both the longest run (TASKS_MAX_RUNTIME, or the hard time
-# limit) and the furthest countdown we allow (TASKS_MAX_COUNTDOWN); 12 h leaves a
-# margin over both.
+# So the timeout must exceed the longest run (TASKS_MAX_RUNTIME, or the hard time limit)
+# and the furthest ETA a message on the broker can carry. Our tasks never give the broker
+# an ETA further than TASKS_HOLD_AFTER + TASKS_HOLD_LEAD (see "Publishing path" below:
+# later jobs wait in the outbox table); TASKS_MAX_COUNTDOWN covers messages published by
+# code that bypasses the layer (another app's send_task, plain Celery producers).
+# 12 h leaves a margin over all of them.
 TASKS_MAX_COUNTDOWN = env_int("TASKS_MAX_COUNTDOWN", 6 * 60 * 60)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # How often a worker looks for messages whose worker died (Redis): kombu's
+    # defaults, overridable where the visibility timeout is lowered (tests).
+    "unacked_restore_interval": env_int("CELERY_UNACKED_RESTORE_INTERVAL", 10),
+    "unacked_restore_throttle": env_int("CELERY_UNACKED_RESTORE_THROTTLE", 10),
     "visibility_timeout": env_int(
         "CELERY_VISIBILITY_TIMEOUT",
         max(
@@ -222,6 +231,21 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
+# --- Retries and dead letters --------------------------------------------------------
+# A job that fails for good (retries exhausted, an error not retried, a worker lost too
+# often, an unknown task) is parked in the `dead_letter` queue and marked on its row;
+# per task: `@shared_task(dead_letter=False)`. Workers then reject failed messages
+# instead of acknowledging them, which on RabbitMQ moves them to `dead_letter` through
+# the dead-letter exchange declared on every task queue (tasks/dead_letter_queue.py).
+TASKS_DEAD_LETTER = env_bool("TASKS_DEAD_LETTER", True)
+CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = not TASKS_DEAD_LETTER
+CELERY_TASK_QUEUES = dead_letter_queue.queues(TASKS_QUEUES)
+# A pool process that dies mid-task (SIGKILL, OOM, segfault) makes Celery requeue the
+# message, forever if the task kills every process that runs it (a poison pill). As a
+# retry instead, the loss is counted on the job (attempts) and bounded by max_retries,
+# after which the job is dead-lettered.
+CELERY_TASK_RETRY_ON_WORKER_LOST = True
+
 # Tests and debugging can ask for every job event to be written before the call returns.
 TASKS_RECORD_SYNCHRONOUSLY = env_bool("TASKS_RECORD_SYNCHRONOUSLY", False)
 
@@ -229,6 +253,15 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Installed into django-celery-beat's tables by the DatabaseScheduler; editable in the admin.
 CELERY_BEAT_SCHEDULE = {
     "prune-old-jobs": {"task": "tasks.retention.prune_jobs", "schedule": 15 * 60},
+    # Publishes outbox messages that are due: jobs whose commit-time publish failed
+    # (broker down), far-future jobs held in the database, failed retry re-publishes.
+    # One indexed query when there is nothing to do. `expires`: a run that waited
+    # longer than an interval is skipped, the next one does the same work.
+    "publish-outbox": {
+        "task": "tasks.outbox.publish_due",
+        "schedule": 10.0,
+        "options": {"expires": 10.0},
+    },
 }
 
 # Days to keep finished jobs, per status; dead letters are kept longer.
@@ -238,6 +271,63 @@ TASKS_RETENTION_DAYS = {
     "REVOKED": env_int("TASKS_RETAIN_REVOKED_DAYS", 30),
     "DEAD_LETTER": env_int("TASKS_RETAIN_DEAD_LETTER_DAYS", 90),
 }
+
+# --- Cancellation ---
+# Cancellations live in the database (Job.cancel_requested_at). Each worker loads the
+# ids of unfinished cancelled jobs into Celery's in-memory revoked set when it starts
+# and again every this many seconds, so a job cancelled while no worker listened (or
+# while its worker restarted) is still discarded when it is delivered. The query uses a
+# partial index and returns only unfinished cancellations: cheap at any table size.
+TASKS_CANCEL_REFRESH_SECONDS = env_int("TASKS_CANCEL_REFRESH_SECONDS", 10)
+# A hard cancel kills the pool process running the job; the worker starts a new one.
+# SIGKILL because it cannot be caught: Celery's default signal is SIGTERM, which task
+# code may handle, and with REMAP_SIGTERM=SIGQUIT it becomes SIGQUIT, which pool
+# children ignore (celery/concurrency/prefork.py), so the job would run on.
+TASKS_CANCEL_HARD_SIGNAL = os.environ.get("TASKS_CANCEL_HARD_SIGNAL", "SIGKILL")
+
+# --- Publishing path: outbox, far-future holds, queue limits ---------------------------
+# (tasks/outbox.py, tasks/backpressure.py, tasks/uniqueness.py explain the mechanisms.)
+# A job whose ETA (countdown, eta, retry backoff) is further away than TASKS_HOLD_AFTER
+# seconds is not given to the broker yet: it waits as an OutboxMessage and the
+# reconciler publishes it TASKS_HOLD_LEAD seconds before its ETA (the message keeps the
+# original ETA). The broker then never holds an ETA longer than the visibility timeout,
+# which would make kombu deliver it again every timeout (celery #2599, #3270, #4766).
+# The lead must cover the reconciler's interval (beat, 10 s).
+TASKS_HOLD_AFTER = env_int("TASKS_HOLD_AFTER", 15 * 60)
+TASKS_HOLD_LEAD = env_int("TASKS_HOLD_LEAD", 30)
+_visibility_timeout = CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]
+if _visibility_timeout <= TASKS_HOLD_AFTER + TASKS_HOLD_LEAD:
+    raise ImproperlyConfigured(
+        "TASKS_HOLD_AFTER + TASKS_HOLD_LEAD must stay below the Redis visibility timeout "
+        "(CELERY_VISIBILITY_TIMEOUT), or a job waiting for its ETA on a worker is "
+        "delivered again: lower TASKS_HOLD_AFTER or raise the timeout."
+    )
+# How long a claim on an outbox message lasts. The commit hook's own publish is bounded
+# (TASKS_PUBLISH_RETRY_POLICY, TASKS_BROKER_CONNECT_TIMEOUT) well below it; a process
+# that dies mid-publish leaves its messages to a reconciler once the lease runs out.
+TASKS_OUTBOX_LEASE = env_int("TASKS_OUTBOX_LEASE", 60)
+# Publishing from the commit hook and the reconciler gives up after this, so a request
+# never hangs on a dead broker (Celery's default retries ~0.6 s on a refused
+# connection; an unreachable host would block in connect() without the timeout below).
+TASKS_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.25,
+    "interval_max": 0.5,
+}
+TASKS_BROKER_CONNECT_TIMEOUT = env_int("TASKS_BROKER_CONNECT_TIMEOUT", 2)
+CELERY_BROKER_TRANSPORT_OPTIONS.setdefault("socket_connect_timeout", TASKS_BROKER_CONNECT_TIMEOUT)
+
+# Backpressure: the most messages a queue may hold before `.delay()` raises QueueFull,
+# e.g. TASKS_QUEUE_MAX_LENGTH="default=10000,low=100000"; a queue not listed is
+# unlimited. Depths are cached per process for TASKS_QUEUE_DEPTH_CACHE seconds (one
+# broker round trip per queue per interval, not per publish), so a burst may overshoot
+# the limit by what one process publishes in that time.
+TASKS_QUEUE_MAX_LENGTH = {
+    queue: int(limit)
+    for queue, _, limit in (item.partition("=") for item in env_list("TASKS_QUEUE_MAX_LENGTH", []))
+}
+TASKS_QUEUE_DEPTH_CACHE = float(os.environ.get("TASKS_QUEUE_DEPTH_CACHE") or 1.0)
 
 # --- Flower ------------------------------------------------------------------------------
 # "user:password"; `make run` generates one, docker-compose requires one. Flower is never

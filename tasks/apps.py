@@ -18,3 +18,6 @@ class TasksConfig(AppConfig):
         cancellation.connect(current_app)
         outbox.connect(current_app)
         uniqueness.connect(current_app)
+        # Finalized now, every task decorated from here on is built at once, so a bad
+        # task option (tasks.options) fails at import time, not at the first .delay().
+        current_app.finalize(auto=True)

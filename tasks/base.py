@@ -25,8 +25,10 @@ from kombu.exceptions import EncodeError
 from kombu.serialization import dumps
 
 from tasks import cancellation, correlation, events, progress
+from tasks import retry_policy as retry_policy_module
 from tasks.exceptions import UnserializableArguments
 from tasks.recording import record_now
+from tasks.retry_policy import RetryPolicy
 
 
 class TrackedTask(Task):
@@ -42,6 +44,38 @@ class TrackedTask(Task):
     unique_key: Any = None
     #: Seconds after which a uniqueness key lapses even if its job never finished.
     unique_ttl: int = 3600
+
+    #: How long to wait before a retry that names no countdown or eta: the autoretry
+    #: of `autoretry_for` exceptions, `self.retry(exc=...)`, a worker-lost retry. Set
+    #: from the `retry_backoff*` options (tasks.options); None means Celery's fixed
+    #: `default_retry_delay`.
+    retry_policy: RetryPolicy | None = RetryPolicy()
+    retry_backoff_base: float = retry_policy_module.DEFAULT_BASE
+    #: Celery waits this long before re-running a job whose pool process died (see
+    #: CELERY_TASK_RETRY_ON_WORKER_LOST); Celery's 180 s would leave it idle for no
+    #: reason. Retries that name no countdown use `retry_policy` instead.
+    default_retry_delay = 1
+    #: A soft time limit raises SoftTimeLimitExceeded in the task; retried by default.
+    retry_on_soft_time_limit: bool = True
+    #: Park the message in the dead-letter queue on a final failure; None = the
+    #: TASKS_DEAD_LETTER setting (on by default).
+    dead_letter: bool | None = None
+
+    def retry(  # type: ignore[override]
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: Any = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> Any:
+        """Celery's retry, with the countdown taken from the task's backoff policy."""
+        if eta is None and countdown is None and self.retry_policy is not None:
+            countdown = self.retry_policy.delay(self.request.retries or 0)
+        return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
 
     def apply_async(  # type: ignore[override]
         self,
@@ -101,8 +135,32 @@ class TrackedTask(Task):
         return progress.set_progress(self, percent, message)
 
     def is_cancelled(self) -> bool:
-        """True once an operator asked to cancel this job (checked at most every ~0.5 s)."""
+        """True once an operator asked to cancel this job.
+
+        Call it often (each loop iteration, each step): it reads the database at most
+        every 0.5 s, and once it has returned True the job ends REVOKED however the
+        body then ends (see `__call__`), so return or raise as is convenient.
+        """
         return cancellation.is_cancelled(self)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the body; a job that observed its cancellation ends REVOKED.
+
+        With a custom `__call__`, Celery's tracer calls the task instead of `run`
+        (celery/app/trace.py, build_tracer); in a worker `super().__call__` is Celery's
+        stack-protected call, which runs `run` under the request the tracer pushed. The
+        common path adds one call and one dict lookup: the recording service and the
+        result backend are touched only after `is_cancelled()` returned True.
+        """
+        try:
+            retval = super().__call__(*args, **kwargs)
+        except Exception:
+            if cancellation.observed(self):
+                cancellation.stop_as_revoked(self)
+            raise
+        if cancellation.observed(self):
+            cancellation.stop_as_revoked(self)
+        return retval
 
     def _defer_to_commit(self, options: dict[str, Any]) -> bool:
         if not self.publish_on_commit:

@@ -1,14 +1,452 @@
-"""Cancelling jobs: queued, delayed and running. (Being written: see the cancellation work.)"""
+"""Cancelling jobs: queued, delayed and running.
+
+Celery keeps revocations only in each worker's memory (`celery.worker.state.revoked`, a
+LimitedSet of 50,000 ids for 3 h): a job revoked while no worker listens, or before
+every worker restarts, runs after all. Here a cancellation lives in three places:
+
+1. The database is the truth: `cancel()` sets `Job.cancel_requested_at`, and a message
+   still held in the outbox (`OutboxMessage`, not claimed by a publisher) is deleted, so
+   it is never published, and the job is REVOKED at once.
+2. Workers' memory, for messages on the broker: `cancel()` broadcasts Celery's `revoke`,
+   and every worker loads the unfinished cancellations from the database when its
+   consumer starts and every `TASKS_CANCEL_REFRESH_SECONDS` (`RevocationSync`). Celery
+   then discards the message when it is delivered, as REVOKED. A delayed job a worker
+   already holds (countdown, ETA, retry backoff) is discarded within a second instead
+   of at its ETA.
+3. The running task: `is_cancelled()` reads the row at most every `CHECK_INTERVAL`;
+   once it was true, `TrackedTask.__call__` ends the job REVOKED (`stop_as_revoked`)
+   however the body ends. A hard cancel (`terminate=True`) kills the pool process with
+   `TASKS_CANCEL_HARD_SIGNAL` through Celery's `revoke(terminate=True)`, which records
+   REVOKED through the `task_revoked` signal.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from celery import bootsteps, current_app
+from celery.exceptions import Ignore
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.utils import timezone
+
+from tasks import events, lifecycle
+from tasks.models import Job, JobStatus, OutboxMessage
+from tasks.recording import record, record_now
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between two database checks of one running job in `is_cancelled()`.
+CHECK_INTERVAL = 0.5
+#: Seconds between two passes of a worker over the delayed jobs it holds.
+SWEEP_INTERVAL = 1.0
+#: Seconds a hard cancel waits for workers to report what they killed.
+TERMINATE_REPLY_TIMEOUT = 1.0
+#: At most this many ids are loaded into a worker (Celery's own revoked-set limit).
+MAX_LOADED = 50_000
+
+REVOKED_REASON = "cancelled by an operator"
+
+
+class Outcome(enum.StrEnum):
+    """What `cancel()` did, in an operator's words."""
+
+    NOT_STARTED = "cancelled before it ran"
+    """Queued, delayed or never published: it ends REVOKED without running."""
+    RUNNING = "cancel requested while running"
+    """It stops at its next `is_cancelled()` check; a task that never checks finishes."""
+    TERMINATED = "hard-cancelled"
+    """Its pool process was killed; the job is REVOKED."""
+    FINISHED = "already finished"
+    """SUCCESS, FAILURE or REVOKED before the request: nothing was done."""
+    UNKNOWN = "unknown job"
+    """No job with this id is recorded: nothing was done."""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    """The answer to one cancellation request."""
+
+    task_id: str
+    outcome: Outcome
+    #: The job's status when the request was made ("" for an unknown id).
+    status: str
+    #: One sentence for the operator: what happened and what happens next.
+    message: str
+    #: The job had been cancelled before (the request changed nothing new).
+    repeated: bool = False
+
+    @property
+    def done_nothing(self) -> bool:
+        return self.outcome in (Outcome.FINISHED, Outcome.UNKNOWN)
+
+    def __str__(self) -> str:
+        return f"{self.task_id}: {self.outcome}. {self.message}"
+
+
+# --- The service ----------------------------------------------------------------------
+
+
+def cancel(
+    task_id: str, *, terminate: bool = False, requested_by: str | None = None
+) -> CancelOutcome:
+    """Cancel one job. See `cancel_many`."""
+    return cancel_many([task_id], terminate=terminate, requested_by=requested_by)[0]
+
+
+def cancel_many(
+    task_ids: Iterable[str], *, terminate: bool = False, requested_by: str | None = None
+) -> list[CancelOutcome]:
+    """Cancel jobs: durably in the database, then in every worker's memory.
+
+    `terminate=True` also kills the pool process of a job that is running (a hard
+    cancel: the task gets no chance to clean up). A finished or unknown job is left
+    alone. Safe to repeat. The broadcast is sent after this function's own
+    transaction, even inside an outer one: a worker told early is harmless.
+    """
+    ids = list(dict.fromkeys(task_ids))
+    if not ids:
+        return []
+    with transaction.atomic():
+        jobs = {
+            job.task_id: job
+            for job in Job.objects.filter(task_id__in=ids).only(
+                "task_id", "status", "attempts", "cancel_requested_at"
+            )
+        }
+        live = [task_id for task_id, job in jobs.items() if job.status not in lifecycle.TERMINAL]
+        # Conditional, so a job that finished meanwhile or was cancelled before keeps
+        # its row as it is; the first request's time is the one that counts.
+        Job.objects.filter(task_id__in=live, cancel_requested_at__isnull=True).exclude(
+            status__in=lifecycle.TERMINAL
+        ).update(cancel_requested_at=timezone.now())
+        withdrawn = _withdraw_unpublished(live, jobs)
+    terminated = _broadcast(live, terminate)
+    outcomes = [
+        _describe(task_id, jobs.get(task_id), task_id in withdrawn, task_id in terminated)
+        for task_id in ids
+    ]
+    for outcome in outcomes:
+        logger.info("Cancel requested by %s (hard=%s): %s", requested_by, terminate, outcome)
+    return outcomes
+
+
+def _withdraw_unpublished(task_ids: Sequence[str], jobs: dict[str, Job]) -> set[str]:
+    """Delete outbox messages no publisher has claimed; their jobs are REVOKED now.
+
+    A claimed message may be on its way to the broker: it is left to the publisher,
+    and workers discard it on delivery (it is revoked like any queued job). Rows a
+    publisher is locking right now are skipped, not waited for.
+    """
+    if not task_ids:
+        return set()
+    withdrawn = set(
+        OutboxMessage.objects.select_for_update(skip_locked=True)
+        .filter(task_id__in=task_ids, claimed_at__isnull=True)
+        .values_list("task_id", flat=True)
+    )
+    if not withdrawn:
+        return set()
+    OutboxMessage.objects.filter(task_id__in=withdrawn).delete()
+    for task_id in withdrawn:
+        record_now(events.cancelled_before_publish(task_id, jobs[task_id].attempts))
+        # What Celery's revoke would have stored had the message reached a worker.
+        current_app.backend.mark_as_revoked(task_id, REVOKED_REASON)
+    return withdrawn
+
+
+def _broadcast(task_ids: Sequence[str], terminate: bool) -> set[str]:
+    """Tell every worker; returns the ids a worker reports having killed.
+
+    A broker outage loses only the broadcast: workers read the database within
+    `TASKS_CANCEL_REFRESH_SECONDS`, and running jobs check it themselves.
+    """
+    if not task_ids:
+        return set()
+    control = current_app.control
+    try:
+        if not terminate:
+            control.revoke(list(task_ids))
+            return set()
+        replies = control.revoke(
+            list(task_ids),
+            terminate=True,
+            signal=hard_signal(),
+            reply=True,
+            timeout=TERMINATE_REPLY_TIMEOUT,
+        )
+    except Exception:
+        logger.exception(
+            "Could not broadcast the cancellation of %s; workers will read it from the "
+            "database within %s s",
+            ", ".join(task_ids),
+            refresh_seconds(),
+        )
+        return set()
+    return terminated_ids(replies or [])
+
+
+def terminated_ids(replies: Iterable[dict[str, Any]]) -> set[str]:
+    """The ids in workers' replies to `revoke(terminate=True)`: "terminate: id1, id2"."""
+    killed: set[str] = set()
+    for reply in replies:
+        for answer in reply.values():
+            text = (answer or {}).get("ok", "") if isinstance(answer, dict) else ""
+            if text.startswith("terminate: ") and text != "terminate: tasks unknown":
+                killed.update(part.strip() for part in text[len("terminate: ") :].split(","))
+    return killed
+
+
+def _describe(task_id: str, job: Job | None, withdrawn: bool, terminated: bool) -> CancelOutcome:
+    if job is None:
+        return CancelOutcome(
+            task_id, Outcome.UNKNOWN, "", "No job with this id is recorded; nothing was done."
+        )
+    status = job.status
+    repeated = job.cancel_requested_at is not None
+    if status in lifecycle.TERMINAL:
+        return CancelOutcome(
+            task_id,
+            Outcome.FINISHED,
+            status,
+            f"The job had already finished ({status}); nothing was done.",
+        )
+    if withdrawn:
+        message = "It had not been published yet: its message was withdrawn and it is REVOKED."
+        return CancelOutcome(task_id, Outcome.NOT_STARTED, status, message, repeated)
+    if terminated:
+        message = (
+            f"Its worker process was killed ({hard_signal()}) and the job is REVOKED; "
+            "the worker starts a new process."
+        )
+        return CancelOutcome(task_id, Outcome.TERMINATED, status, message, repeated)
+    if status == JobStatus.STARTED:
+        message = (
+            "It is running: it stops at its next self.is_cancelled() check and ends "
+            "REVOKED. A task that never checks runs to the end; a hard cancel kills it."
+        )
+        return CancelOutcome(task_id, Outcome.RUNNING, status, message, repeated)
+    if status == JobStatus.RECEIVED:
+        # A running job's row says RECEIVED until its first progress report or its end
+        # (a pool child's events travel together): "held" includes "just started".
+        message = (
+            "A worker holds it (waiting for its countdown or a free process): it is "
+            "discarded as REVOKED without running. If it has just started, it stops at "
+            "its next self.is_cancelled() check."
+        )
+        return CancelOutcome(task_id, Outcome.NOT_STARTED, status, message, repeated)
+    message = (
+        "It is queued: workers discard it as REVOKED when it is delivered, also after a "
+        "restart, and it never runs."
+    )
+    return CancelOutcome(task_id, Outcome.NOT_STARTED, status, message, repeated)
+
+
+def hard_signal() -> str:
+    return str(getattr(settings, "TASKS_CANCEL_HARD_SIGNAL", "SIGKILL"))
+
+
+def refresh_seconds() -> float:
+    return float(getattr(settings, "TASKS_CANCEL_REFRESH_SECONDS", 10))
+
+
+# --- Inside a running task ------------------------------------------------------------
 
 
 def is_cancelled(task: Any) -> bool:
-    """True once an operator asked to cancel the job this task is running."""
-    return False
+    """True once an operator asked to cancel the job this task is running.
+
+    Cheap in a tight loop: at most one indexed query (the unique task id) per
+    `CHECK_INTERVAL` per running job, remembered on the request; once true it stays
+    true without another query. False outside a worker (a direct call has no job).
+    """
+    request = task.request
+    if request.id is None or getattr(request, "called_directly", True):
+        return False
+    seen = request.__dict__
+    if seen.get("_cancel_observed"):
+        return True
+    now = time.monotonic()
+    last = seen.get("_cancel_checked_at")
+    if last is not None and now - last < CHECK_INTERVAL:
+        return False
+    request._cancel_checked_at = now
+    try:
+        cancelled = Job.objects.filter(
+            task_id=request.id, cancel_requested_at__isnull=False
+        ).exists()
+    except DatabaseError:
+        # Failing the job because the check could not be made would be worse than
+        # checking again in CHECK_INTERVAL.
+        logger.warning("Could not check whether job %s was cancelled", request.id, exc_info=True)
+        return False
+    if cancelled:
+        request._cancel_observed = True
+    return cancelled
+
+
+def observed(task: Any) -> bool:
+    """Whether the running task has seen `is_cancelled()` return True (no I/O)."""
+    return bool(task.request.__dict__.get("_cancel_observed"))
+
+
+def stop_as_revoked(task: Any) -> NoReturn:
+    """End a job that observed its cancellation as REVOKED, not SUCCESS or FAILURE.
+
+    The REVOKED event joins the child's buffered events (flushed in task_postrun, before
+    the message is acknowledged); the result backend stores REVOKED as Celery's revoke
+    would. `Ignore` then tells Celery's tracer to store nothing more and the worker to
+    acknowledge the message (celery/worker/request.py, `on_failure`).
+    """
+    request = task.request
+    record(events.cancelled_while_running(request))
+    try:
+        task.backend.mark_as_revoked(request.id, REVOKED_REASON, request=request)
+    except Exception:
+        logger.exception("Could not store REVOKED for job %s in the result backend", request.id)
+    raise Ignore(f"Job {request.id} was cancelled while running")
+
+
+# --- In the worker's main process -----------------------------------------------------
+
+
+def pending_ids(limit: int = MAX_LOADED) -> list[str]:
+    """Ids of cancelled jobs that have not finished, oldest request first.
+
+    Served by the partial index on `cancel_requested_at`.
+    """
+    newest = list(
+        Job.objects.cancel_requested()
+        .order_by("-cancel_requested_at")
+        .values_list("task_id", flat=True)[:limit]
+    )
+    newest.reverse()
+    return newest
+
+
+def revoke_locally(task_ids: Sequence[str]) -> None:
+    """Put ids into this worker's revoked set, as a `revoke` broadcast would.
+
+    Re-adding an id refreshes its time stamp, so a long-delayed cancelled job is not
+    forgotten when the set expires old entries.
+    """
+    from celery.worker import state
+
+    if task_ids:
+        state.revoked.update(task_ids)
+
+
+def discard_revoked_scheduled(consumer: Any) -> int:
+    """Discard the delayed jobs this worker holds whose ids are revoked; returns how many.
+
+    Celery itself checks only when the ETA comes (hours away, perhaps). This does now
+    what its timer would do then: `Request.revoked()` acknowledges the message, stores
+    REVOKED and sends `task_revoked`; the prefetch slot the ETA held is given back.
+    """
+    from celery.worker import state
+
+    discarded = 0
+    for request in list(state.scheduled_requests):
+        entry = getattr(request, "_eta_timer_entry", None)
+        if request.id not in state.revoked or entry is None or entry.canceled:
+            continue
+        entry.cancel()
+        if request.revoked():
+            consumer.qos.decrement_eventually()
+            discarded += 1
+    return discarded
+
+
+class _Refresher(threading.Thread):
+    """Reads the cancelled ids from the database off the event loop.
+
+    The worker's main process is Celery's bottleneck and must not wait for the
+    database; the timer callback only picks up the latest answer.
+    """
+
+    def __init__(self, interval: float) -> None:
+        super().__init__(name="tasks-cancellations", daemon=True)
+        self._interval = interval
+        self._stopped = threading.Event()
+        self._lock = threading.Lock()
+        self._latest: list[str] | None = None
+
+    def run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                close_old_connections()
+                ids = pending_ids()
+            except Exception:
+                logger.warning("Could not load cancelled jobs; will retry", exc_info=True)
+                continue
+            with self._lock:
+                self._latest = ids
+        connection.close()
+
+    def take(self) -> list[str] | None:
+        with self._lock:
+            ids, self._latest = self._latest, None
+        return ids
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+class RevocationSync(bootsteps.StartStopStep):
+    """Consumer step: the worker's revoked set follows the database.
+
+    `start` runs before the consumer's event loop handles any message (and again
+    after a broker reconnection), so a job cancelled while this worker was down is
+    discarded when delivered.
+    """
+
+    label = "Cancelled jobs"
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._refresher: _Refresher | None = None
+        self._tref: Any = None
+
+    def start(self, c: Any) -> None:
+        try:
+            ids = pending_ids()
+            revoke_locally(ids)
+            logger.info("Loaded %d cancelled job(s) into the revoked set", len(ids))
+        except Exception:
+            logger.exception("Could not load cancelled jobs at start; retrying in the background")
+        finally:
+            # Pool processes forked later must not share this connection.
+            connection.close()
+        self._refresher = _Refresher(refresh_seconds())
+        self._refresher.start()
+        self._tref = c.timer.call_repeatedly(SWEEP_INTERVAL, self._tick, (c,), priority=10)
+
+    def _tick(self, c: Any) -> None:
+        try:
+            ids = self._refresher.take() if self._refresher else None
+            if ids:
+                revoke_locally(ids)
+            discard_revoked_scheduled(c)
+        except Exception:
+            logger.exception("Applying cancellations failed; will retry")
+
+    def stop(self, c: Any) -> None:
+        if self._tref is not None:
+            self._tref.cancel()
+            self._tref = None
+        if self._refresher is not None:
+            self._refresher.stop()
+            self._refresher = None
+
+    shutdown = stop
 
 
 def connect(app: Any) -> None:
     """Wire worker-side hooks (called from TasksConfig.ready)."""
+    app.steps["consumer"].add(RevocationSync)

@@ -1,6 +1,7 @@
 """Demo tasks for the README walk-through, the benchmarks and the tests.
 
-Plain `@shared_task` functions: they rely on nothing but Celery, which is the point.
+Plain `@shared_task` functions: they rely on Celery's options plus the layer's
+(`retry_backoff` strategies, `retry_backoff_base`), nothing else.
 """
 
 from __future__ import annotations
@@ -31,8 +32,12 @@ def add(x: float, y: float) -> float:
 
 @shared_task(name="tasks.demo.sleep_with_progress", bind=True)
 def sleep_with_progress(self: Any, seconds: float = 5, steps: int = 10) -> dict[str, Any]:
+    """Sleeps in steps, reporting progress; stops at the first step after a cancel."""
     steps = max(1, int(steps))
     for step in range(1, steps + 1):
+        if self.is_cancelled():
+            # The job ends REVOKED whatever is returned here (TrackedTask.__call__).
+            return {"slept": seconds * (step - 1) / steps, "steps": step - 1}
         time.sleep(seconds / steps)
         self.set_progress(100 * step / steps, f"step {step} of {steps}")
     return {"slept": seconds, "steps": steps}
@@ -42,8 +47,9 @@ def sleep_with_progress(self: Any, seconds: float = 5, steps: int = 10) -> dict[
     name="tasks.demo.flaky",
     bind=True,
     autoretry_for=(DemoTransientError,),
-    max_retries=5,
-    retry_backoff=1,
+    max_retries=3,
+    retry_backoff="exponential",
+    retry_backoff_base=0.5,
     retry_backoff_max=30,
     retry_jitter=True,
 )
@@ -61,7 +67,8 @@ def flaky(self: Any, key: str, fail_times: int) -> str:
     name="tasks.demo.always_fail",
     autoretry_for=(DemoTransientError,),
     max_retries=3,
-    retry_backoff=1,
+    retry_backoff="exponential",
+    retry_backoff_base=0.5,
     retry_backoff_max=10,
     retry_jitter=True,
 )

@@ -178,6 +178,9 @@ def retrying(task_request: Any, reason: Any, traceback_text: str) -> JobEvent:
             error=describe(cause),
             traceback=traceback_text,
             eta=_retry_eta(getattr(reason, "when", None)),
+            worker=getattr(task_request, "hostname", None),
+            # When this attempt ended; the final state overwrites it.
+            finished_at=timezone.now(),
         ),
     )
 
@@ -203,7 +206,7 @@ def unknown_task(
     task_id: str, name: str, headers: Mapping[str, Any], body: Any, hostname: str
 ) -> JobEvent:
     """A worker got a message for a task it does not have (`task_unknown`)."""
-    args, kwargs = _body_arguments(body)
+    args, kwargs = body_arguments(body)
     return JobEvent(
         task_id=task_id,
         status=JobStatus.FAILURE,
@@ -234,7 +237,7 @@ def describe(exception: BaseException) -> str:
     return f"{type(exception).__name__}: {exception}"
 
 
-def _body_arguments(body: Any) -> tuple[Any, Any]:
+def body_arguments(body: Any) -> tuple[Any, Any]:
     # Protocol 2 body: (args, kwargs, embed). Values that JSON cannot hold are made
     # safe where events are encoded (tasks.sinks), not here on the hot path.
     if isinstance(body, (list, tuple)) and len(body) == 3:
@@ -264,3 +267,33 @@ def _format_traceback(exception: BaseException) -> str:
 
 def _drop_empty(**fields: Any) -> dict[str, Any]:
     return {name: value for name, value in fields.items() if value is not None and value != ""}
+
+
+def cancelled_while_running(task_request: Any) -> JobEvent:
+    """A running job saw `self.is_cancelled()` turn true and stopped (TrackedTask.__call__)."""
+    return JobEvent(
+        task_id=task_request.id,
+        status=JobStatus.REVOKED,
+        attempt=(task_request.retries or 0) + 1,
+        state=_drop_empty(
+            finished_at=timezone.now(),
+            worker=task_request.hostname,
+            error="Cancelled while running: the task stopped at a cancellation check.",
+        ),
+    )
+
+
+def cancelled_before_publish(task_id: str, attempts: int) -> JobEvent:
+    """An operator cancelled a job whose message was still held in the outbox.
+
+    `attempts` is the row's own count, so a job withdrawn before a retry keeps it.
+    """
+    return JobEvent(
+        task_id=task_id,
+        status=JobStatus.REVOKED,
+        attempt=attempts,
+        state={
+            "finished_at": timezone.now(),
+            "error": "Cancelled before it was published: its message was withdrawn.",
+        },
+    )

@@ -1,12 +1,437 @@
 """The outbox: messages published from the database when the broker cannot take them now.
 
-(Being written: see the publishing-path work.)
+Three kinds of job wait here as an `OutboxMessage` (everything `send_task` needs: name,
+arguments, options with queue, priority, headers, absolute eta and expiry, retries):
+
+- `.delay()` inside a transaction. The row is written in the caller's transaction,
+  already claimed by its own commit hook, which publishes after commit and deletes the
+  row. If the broker is down at commit, the hook logs and gives up quickly; the row
+  stays and the job stays PENDING. Unlike Celery's `delay_on_commit`, nothing is lost
+  between commit and broker, and a process that dies right after commit loses nothing.
+- Jobs whose ETA is further away than TASKS_HOLD_AFTER (a long countdown, a retry with
+  a long backoff). On Redis a message waiting for its ETA sits on a worker as
+  "unacked", and kombu gives it to another worker every visibility timeout, so it
+  would run several times (celery #2599, #3270, #4766). Held here, it is published
+  TASKS_HOLD_LEAD seconds before its ETA and keeps the original ETA.
+- A retry whose re-publish failed (broker down in the middle of a task). Celery would
+  raise `Reject(requeue=False)` and the job would be gone.
+
+`publish_due()` publishes what is due. It runs from beat every 10 s (the
+`tasks.outbox.publish_due` task; one indexed query when there is nothing to do) and
+once when a worker starts, so a broker outage heals as soon as a worker is back.
+
+Claims are leases on `claimed_at`, taken with a conditional UPDATE (compare and set:
+`WHERE pk = ... AND claimed_at IS NOT DISTINCT FROM <what I read>`), so of several
+reconcilers (workers, beat) and the commit hook exactly one publishes a message. The
+row written in a transaction counts as claimed at insert time by its hook. The hook's
+publish is bounded (TASKS_PUBLISH_RETRY_POLICY, a connect timeout) far below the lease
+(TASKS_OUTBOX_LEASE), so a reconciler waits for the lease to run out and only then
+takes over a message whose hook died. A transaction that stayed open for a good part
+of the lease before committing would leave its hook too little margin: then the hook
+renews its claim with the same conditional UPDATE first, and publishes only if it
+still held it. A publisher that dies after publishing but before deleting the row
+leaves it to be published again when the lease ends: delivery is at least once (the
+same task id; tasks should be idempotent), as everywhere with `acks_late`.
+
+Clocks: leases compare timestamps written by different hosts, which assumes clocks
+synchronised to well under the lease (NTP), as Celery's ETAs do already.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from celery import current_app, shared_task, signals
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from kombu import Exchange, Queue
+from kombu.exceptions import OperationalError
+
+from tasks.models import OutboxMessage
+
+logger = logging.getLogger(__name__)
+
+BATCH = 200  # messages claimed per query by the reconciler
+MAX_BACKOFF = 3600  # seconds; a message that cannot be published at all waits this long
+
+try:  # the transport's own errors, when it raises them unwrapped
+    from redis.exceptions import ConnectionError as _RedisConnectionError
+    from redis.exceptions import TimeoutError as _RedisTimeoutError
+
+    _REDIS_ERRORS: tuple[type[BaseException], ...] = (_RedisConnectionError, _RedisTimeoutError)
+except ImportError:  # pragma: no cover
+    _REDIS_ERRORS = ()
+
+#: What a publish raises when the broker is unreachable (kombu wraps most of them in
+#: OperationalError; a few paths let the transport's or the socket's through).
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    ConnectionError,
+    TimeoutError,
+    socket.timeout,
+    *_REDIS_ERRORS,
+)
+
+T = TypeVar("T")
+
+
+# --- Policy (pure) ---------------------------------------------------------------------
+
+
+def eta_of(options: Mapping[str, Any], now: datetime) -> datetime | None:
+    """The absolute ETA that `countdown` or `eta` in apply_async options stand for."""
+    eta = options.get("eta")
+    if eta is not None:
+        if isinstance(eta, str):
+            eta = parse_datetime(eta)
+        if isinstance(eta, datetime):
+            return eta if timezone.is_aware(eta) else timezone.make_aware(eta, timezone.utc)
+        return None
+    countdown = options.get("countdown")
+    if countdown:
+        return now + timedelta(seconds=float(countdown))
+    return None
+
+
+def hold_until(eta: datetime | None, now: datetime) -> datetime | None:
+    """When to publish a job with this ETA, or None to publish it now."""
+    if eta is None:
+        return None
+    config = settings_now()
+    if (eta - now).total_seconds() <= config.hold_after:
+        return None
+    return eta - timedelta(seconds=config.hold_lead)
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before trying again a message that failed for a reason other than the
+    broker (a bad option, a missing route): 2, 4, 8 ... capped at an hour."""
+    return float(min(2 ** max(attempts, 1), MAX_BACKOFF))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The publishing settings, read once per process (a Django settings lookup costs
+    ~17 µs, and the commit hook runs on every enqueue); reset when tests override them."""
+
+    hold_after: float
+    hold_lead: float
+    lease: float
+    retry_policy: Mapping[str, Any]
+
+
+_config: Config | None = None
+
+
+def settings_now() -> Config:
+    global _config
+    if _config is None:
+        _config = Config(
+            hold_after=float(getattr(settings, "TASKS_HOLD_AFTER", 15 * 60)),
+            hold_lead=float(getattr(settings, "TASKS_HOLD_LEAD", 30)),
+            lease=float(getattr(settings, "TASKS_OUTBOX_LEASE", 60)),
+            retry_policy=dict(
+                getattr(settings, "TASKS_PUBLISH_RETRY_POLICY", None)
+                or {"max_retries": 2, "interval_start": 0, "interval_step": 0.25}
+            ),
+        )
+    return _config
+
+
+def _reset_config(setting: str = "", **_: Any) -> None:
+    global _config
+    if not setting or setting.startswith("TASKS_"):
+        _config = None
+
+
+# --- Messages ----------------------------------------------------------------------------
+
+
+class _OptionsEncoder(DjangoJSONEncoder):
+    """apply_async options as JSON: datetimes as ISO 8601, queues and exchanges by name,
+    signatures (dicts already) as they are."""
+
+    def default(self, o: Any) -> Any:
+        if isinstance(o, (Queue, Exchange)):
+            return o.name
+        return super().default(o)
+
+
+def encode_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options as they will be stored, so the hook publishes exactly what a reconciler
+    would. Raises TypeError for an option that JSON cannot hold."""
+    decoded: dict[str, Any] = json.loads(json.dumps(dict(options), cls=_OptionsEncoder))
+    return decoded
+
+
+def decode_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    decoded = dict(options)
+    for name in ("eta", "expires"):
+        value = decoded.get(name)
+        if isinstance(value, str):
+            decoded[name] = parse_datetime(value) or value
+    return decoded
+
+
+@dataclass(slots=True)
+class Entry:
+    """One message to publish: what an OutboxMessage row holds, in memory."""
+
+    task_id: str
+    name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    options: dict[str, Any]
+    claimed_at: datetime | None = None
+    due_at: datetime = field(default_factory=timezone.now)
+
+    @classmethod
+    def from_row(cls, row: OutboxMessage) -> Entry:
+        return cls(
+            row.task_id, row.name, row.args, row.kwargs, row.options, row.claimed_at, row.due_at
+        )
+
+    def insert(self, error: str = "") -> None:
+        """Write the row (in the current transaction, if any)."""
+        OutboxMessage.objects.create(
+            task_id=self.task_id,
+            name=self.name,
+            args=self.args,
+            kwargs=self.kwargs,
+            options=self.options,
+            due_at=self.due_at,
+            claimed_at=self.claimed_at,
+            attempts=1 if error else 0,
+            last_error=error[:2000],
+            created_at=timezone.now(),
+        )
+
+
+def send(entry: Entry, app: Any = None, *, add_to_parent: bool = True) -> None:
+    """Publish one message, giving up after the bounded retry policy."""
+    app = app or current_app
+    options = decode_options(entry.options)
+    options.setdefault("retry", True)
+    options.setdefault("retry_policy", settings_now().retry_policy)
+    app.send_task(
+        entry.name,
+        entry.args,
+        entry.kwargs,
+        task_id=entry.task_id,
+        add_to_parent=add_to_parent,
+        **options,
+    )
+
+
+# --- Publishing ----------------------------------------------------------------------------
+
+
+def publish_claimed(entry: Entry, app: Any = None, *, raise_errors: bool = False) -> bool:
+    """The commit hook: publish a message this process inserted already claimed.
+
+    True when published (and the row deleted). With `raise_errors`, a broker error
+    propagates after the claim is released (for `.delay()` outside a transaction,
+    which must tell its caller); otherwise it is logged and the reconciler retries.
+    """
+    config = settings_now()
+    claim = entry.claimed_at
+    now = timezone.now()
+    if claim is None or (now - claim).total_seconds() > config.lease / 2:
+        # The caller's transaction stayed open long: renew the claim first, so a
+        # reconciler that saw the lease run out cannot publish it at the same time.
+        renewed = now
+        if not _compare_and_set(entry.task_id, claim, renewed):
+            return False
+        claim = renewed
+    try:
+        send(entry, app)
+    except CONNECTION_ERRORS as exc:
+        _release(entry.task_id, claim, exc, retry_at=None)
+        if raise_errors:
+            raise
+        logger.warning(
+            "Broker unavailable after commit; job %s (%s) stays PENDING in the outbox "
+            "and is published when the broker answers: %s",
+            entry.task_id,
+            entry.name,
+            exc,
+        )
+        return False
+    except Exception as exc:
+        _release(entry.task_id, claim, exc, retry_at=timezone.now())
+        if raise_errors:
+            raise
+        logger.exception("Could not publish job %s (%s) after commit", entry.task_id, entry.name)
+        return False
+    _delete(entry.task_id, claim)
+    return True
+
+
+def publish_due(limit: int = 10 * BATCH, app: Any = None) -> int:
+    """Publish outbox messages that are due and not claimed; returns how many.
+
+    Stops at the first broker error (the broker is down: the next run tries again).
+    Cheap when there is nothing to do: one query on the `due_at` index.
+    """
+    app = app or current_app
+    config = settings_now()
+    published = 0
+    while published < limit:
+        now = timezone.now()
+        rows = list(
+            OutboxMessage.objects.filter(due_at__lte=now)
+            .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - timedelta(seconds=config.lease)))
+            .order_by("due_at")[: min(BATCH, limit - published)]
+        )
+        if not rows:
+            break
+        for row in rows:
+            claim = timezone.now()
+            if not _compare_and_set(row.task_id, row.claimed_at, claim):
+                continue  # another publisher has it
+            entry = Entry.from_row(row)
+            try:
+                send(entry, app, add_to_parent=False)
+            except CONNECTION_ERRORS as exc:
+                _release(row.task_id, claim, exc, retry_at=None)
+                logger.warning(
+                    "Broker unavailable; %s outbox message(s) published in this run, the "
+                    "rest wait for the next: %s",
+                    published,
+                    exc,
+                )
+                return published
+            except Exception as exc:
+                attempts = row.attempts + 1
+                _release(
+                    row.task_id,
+                    claim,
+                    exc,
+                    retry_at=timezone.now() + timedelta(seconds=backoff(attempts)),
+                )
+                logger.exception(
+                    "Could not publish outbox message %s (%s), attempt %s; trying again later",
+                    row.task_id,
+                    row.name,
+                    attempts,
+                )
+                continue
+            _delete(row.task_id, claim)
+            published += 1
+        if len(rows) < BATCH:
+            break
+    if published:
+        logger.info("Published %s message(s) from the outbox", published)
+    return published
+
+
+def _compare_and_set(task_id: str, expected: datetime | None, claim: datetime) -> bool:
+    """Take the lease if nobody changed it since it was read (one conditional UPDATE)."""
+    rows = OutboxMessage.objects.filter(task_id=task_id)
+    rows = rows.filter(claimed_at__isnull=True) if expected is None else rows.filter(
+        claimed_at=expected
+    )
+    return rows.update(claimed_at=claim) == 1
+
+
+def _release(
+    task_id: str, claim: datetime, exc: BaseException, retry_at: datetime | None
+) -> None:
+    """Give the lease back after a failed publish (only if it is still ours)."""
+    from django.db.models import F
+
+    changes: dict[str, Any] = {
+        "claimed_at": None,
+        "attempts": F("attempts") + 1,
+        "last_error": f"{type(exc).__name__}: {exc}"[:2000],
+    }
+    if retry_at is not None:
+        changes["due_at"] = retry_at
+    try:
+        OutboxMessage.objects.filter(task_id=task_id, claimed_at=claim).update(**changes)
+    except Exception:
+        # The lease runs out by itself; a reconciler takes the message then.
+        logger.exception("Could not release the outbox claim on %s", task_id)
+
+
+def _delete(task_id: str, claim: datetime) -> None:
+    try:
+        OutboxMessage.objects.filter(task_id=task_id, claimed_at=claim).delete()
+    except Exception:
+        # Published but still in the outbox: published again when the lease ends.
+        logger.exception("Published job %s but could not delete its outbox row", task_id)
+
+
+def outside_transaction(fn: Callable[[], T]) -> T:
+    """Run `fn` in autocommit, never inside the caller's transaction.
+
+    A retry's re-publish happens inside the failing task's body, possibly inside an
+    atomic block that the Retry exception is about to roll back; what is written to
+    keep the retry must survive that. A separate thread has its own connection.
+    (On SQLite, a writer holding the database lock in the calling thread would block
+    it: retry outside `atomic` there.)
+    """
+    if not transaction.get_connection().in_atomic_block:
+        return fn()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:  # handed to the calling thread
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run, name="outbox-write", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]  # type: ignore[no-any-return]
+
+
+# --- Wiring ----------------------------------------------------------------------------------
+
+
+@shared_task(name="tasks.outbox.publish_due", ignore_result=True)
+def publish_due_task() -> int:
+    """Beat's entry point (CELERY_BEAT_SCHEDULE "publish-outbox")."""
+    return publish_due()
+
+
+def _publish_at_worker_start(sender: Any = None, **_: Any) -> None:
+    """A worker that starts publishes what waited while the broker (or every worker)
+    was down, in a thread: worker_ready runs on the worker's event loop."""
+    app = getattr(sender, "app", None) or current_app
+
+    def run() -> None:
+        try:
+            publish_due(app=app)
+        except Exception:
+            logger.exception("Publishing the outbox at worker start failed; beat retries it")
+        finally:
+            connections.close_all()
+
+    threading.Thread(target=run, name="outbox-at-start", daemon=True).start()
 
 
 def connect(app: Any) -> None:
     """Wire worker-side hooks (called from TasksConfig.ready)."""
+    from django.core.signals import setting_changed
+
+    signals.worker_ready.connect(
+        _publish_at_worker_start, weak=False, dispatch_uid="tasks.outbox.worker_ready"
+    )
+    setting_changed.connect(_reset_config, weak=False, dispatch_uid="tasks.outbox.settings")

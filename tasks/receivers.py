@@ -15,7 +15,7 @@ from typing import Any
 from celery import signals
 from django.utils import timezone
 
-from tasks import correlation, events
+from tasks import correlation, dead_letters, events
 from tasks.recording import JobEvent, record
 
 logger = logging.getLogger(__name__)
@@ -84,10 +84,12 @@ def on_success(sender: Any, result: Any, **_: Any) -> None:
 def on_failure(
     sender: Any, task_id: str, exception: BaseException, einfo: Any = None, **_: Any
 ) -> None:
-    request = sender.request
-    retries = (request.retries or 0) if request.id == task_id else 0
-    traceback_text = getattr(einfo, "traceback", "") or ""
-    _record(events.failed(task_id, retries, exception, traceback_text))
+    try:
+        dead_letters.record_final_failure(
+            sender, task_id, exception, getattr(einfo, "traceback", "") or ""
+        )
+    except Exception:
+        logger.exception("Could not record the failure of job %s", task_id)
 
 
 def on_retry(request: Any, reason: Any, einfo: Any = None, **_: Any) -> None:
@@ -104,11 +106,17 @@ def on_revoked(
 
 
 def on_unknown(sender: Any, message: Any, name: str, id: str, **_: Any) -> None:  # noqa: A002
-    _record(
-        events.unknown_task(
-            id, name, message.headers or {}, _decoded_body(message), getattr(sender, "hostname", "")
+    try:
+        dead_letters.record_unknown_task(
+            id,
+            name,
+            message.headers or {},
+            _decoded_body(message),
+            message.delivery_info or {},
+            getattr(sender, "hostname", ""),
         )
-    )
+    except Exception:
+        logger.exception("Could not record unknown task %s[%s]", name, id)
 
 
 def _decoded_body(message: Any) -> Any:

@@ -31,7 +31,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from tasks import lifecycle
-from tasks.models import Job
+from tasks.models import Job, JobAttempt, JobStatus
 from tasks.upsert import Merge, UpsertPlan
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ STATES = frozenset(
         "progress",
         "progress_message",
         "dead_lettered_at",
+        "message",
     }
 )
 DATETIMES = frozenset(
@@ -93,6 +94,28 @@ RESULT_PLAN = UpsertPlan(
     merges={"date_created": Merge.INSERT_ONLY, "date_started": Merge.FILL},
     wins="{old}.status NOT IN ('SUCCESS', 'FAILURE', 'REVOKED')",
     insert_defaults={"content_type": "application/json", "content_encoding": "utf-8"},
+)
+
+# One row per attempt that started. An attempt's outcome (RETRY, SUCCESS, ...) replaces
+# STARTED, never the other way round; the outcome is final.
+ATTEMPT_PLAN = UpsertPlan(
+    model=JobAttempt,
+    key="key",
+    merges={
+        "task_id": Merge.INSERT_ONLY,
+        "number": Merge.INSERT_ONLY,
+        "worker": Merge.FILL,
+        "started_at": Merge.EARLIEST,
+        "status": Merge.WINNER,
+        "finished_at": Merge.WINNER,
+        "error": Merge.WINNER,
+        "next_attempt_at": Merge.WINNER,
+    },
+    wins=("({old}.status = 'STARTED' OR ({old}.status = 'RETRY' AND {new}.status = 'RETRY'))"),
+    insert_defaults={"worker": "", "error": ""},
+)
+_ATTEMPT_OUTCOMES = frozenset(
+    {JobStatus.RETRY, JobStatus.SUCCESS, JobStatus.FAILURE, JobStatus.REVOKED}
 )
 
 
@@ -168,6 +191,8 @@ def _sinks() -> Any:
 
 def write(job_events: Iterable[JobEvent], result_events: Iterable[ResultEvent]) -> None:
     """Apply a batch of events: one transaction, one upsert per column set."""
+    job_events = list(job_events)
+    attempts = attempt_rows(job_events)
     jobs = merge_job_events(job_events)
     results = merge_result_events(result_events)
     if not jobs and not results:
@@ -176,6 +201,8 @@ def write(job_events: Iterable[JobEvent], result_events: Iterable[ResultEvent]) 
     with transaction.atomic():
         if jobs:
             JOB_PLAN.execute(_job_row(event, now) for event in jobs)
+        if attempts:
+            ATTEMPT_PLAN.execute(attempts)
         if results:
             RESULT_PLAN.execute(_result_row(event, now) for event in results)
 
@@ -203,6 +230,60 @@ def _fold(current: JobEvent, event: JobEvent) -> JobEvent:
             at,
         )
     return JobEvent(current.task_id, current.status, current.attempt, facts, current.state, at)
+
+
+def attempt_rows(events: Iterable[JobEvent]) -> list[dict[str, Any]]:
+    """The attempt history these events describe, one row per (job, attempt number).
+
+    An attempt starts with STARTED (from the pool child) and ends with its outcome;
+    RETRY also comes from the retry's re-publish, carrying when the next attempt is due.
+    """
+    rows: dict[str, dict[str, Any]] = {}
+    for event in events:
+        if event.attempt < 1:
+            continue
+        state = event.state
+        if event.status == JobStatus.STARTED:
+            if "started_at" not in state:
+                continue  # a progress report
+            row = {"status": JobStatus.STARTED, "started_at": state["started_at"]}
+            if state.get("worker"):
+                row["worker"] = state["worker"]
+        elif event.status in _ATTEMPT_OUTCOMES:
+            if event.status == JobStatus.REVOKED and "started_at" not in state:
+                continue
+            row = {"status": event.status}
+            # A pool child folds its STARTED into the outcome before sending both.
+            if state.get("started_at"):
+                row["started_at"] = state["started_at"]
+            if state.get("worker"):
+                row["worker"] = state["worker"]
+            if state.get("finished_at"):
+                row["finished_at"] = state["finished_at"]
+            elif event.status != JobStatus.RETRY or state.get("error"):
+                row["finished_at"] = event.at
+            if state.get("error"):
+                row["error"] = state["error"]
+            if event.status == JobStatus.RETRY and state.get("eta"):
+                row["next_attempt_at"] = state["eta"]
+        else:
+            continue
+        key = f"{event.task_id}:{event.attempt}"
+        current = rows.get(key)
+        if current is None:
+            rows[key] = {"key": key, "task_id": event.task_id, "number": event.attempt, **row}
+            continue
+        # Fold as the upsert would: outcomes replace STARTED, started_at/worker fill in.
+        if row["status"] == JobStatus.STARTED:
+            current.setdefault("started_at", row["started_at"])
+            if "worker" in row:
+                current.setdefault("worker", row["worker"])
+        elif current["status"] in (JobStatus.STARTED, JobStatus.RETRY):
+            for fill in ("started_at", "worker"):
+                if fill in current and fill in row:
+                    row.pop(fill)
+            current.update(row)
+    return list(rows.values())
 
 
 def merge_result_events(events: Iterable[ResultEvent]) -> list[ResultEvent]:

@@ -194,10 +194,12 @@ class StreamSink(_BufferedSink):
     flushes them.
     """
 
-    def __init__(self, url: str, autoflush: bool, stream: str = STREAM) -> None:
+    def __init__(
+        self, url: str, autoflush: bool, stream: str = STREAM, interval: float = FLUSH_INTERVAL
+    ) -> None:
         self._client = redis.Redis.from_url(url)
         self._stream = stream
-        super().__init__(autoflush=autoflush)
+        super().__init__(autoflush=autoflush, interval=interval)
 
     def _write(self, jobs: list[JobEvent], results: list[ResultEvent]) -> None:
         self._client.xadd(self._stream, {"e": encode(jobs, results)})

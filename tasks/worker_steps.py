@@ -19,6 +19,7 @@ from tasks import sinks
 logger = logging.getLogger(__name__)
 
 SUPERVISE_EVERY = 2.0  # seconds between checks that the recorder is alive
+CHILD_FLUSH_INTERVAL = 0.5  # seconds a running task's STARTED may wait in its process
 
 
 class RecorderProcess(bootsteps.StartStopStep):
@@ -75,9 +76,17 @@ def install_worker_sink(**_: Any) -> None:
 
 
 def install_child_sink(**_: Any) -> None:
-    """A pool child: events wait for the end of the task, then go in one round trip."""
+    """A pool child: a short task's events go in one round trip when it ends.
+
+    A task still running after CHILD_FLUSH_INTERVAL has its STARTED flushed by a
+    thread, so the dashboard shows it running instead of waiting for it to end.
+    """
     url = sinks.stream_url()
-    sinks.install(sinks.StreamSink(url, autoflush=False) if url else sinks.DatabaseSink())
+    sinks.install(
+        sinks.StreamSink(url, autoflush=True, interval=CHILD_FLUSH_INTERVAL)
+        if url
+        else sinks.DatabaseSink()
+    )
 
 
 def flush_after_task(**_: Any) -> None:

@@ -36,3 +36,105 @@ def return_then_die(key: str, delay: float) -> str:
 def slow_noop(i: int, seconds: float = 0.01) -> int:
     time.sleep(seconds)
     return i
+
+
+@shared_task(name="tests.faults.poison_pill", max_retries=2, default_retry_delay=0.2)
+def poison_pill() -> None:
+    """Kills the pool process running it, every time (a segfaulting C extension, OOM)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@shared_task(name="tests.faults.report_pid_then_sleep", default_retry_delay=0.2)
+def report_pid_then_sleep(key: str, seconds: float) -> int:
+    """Publishes its pool process id (so a test can SIGKILL it mid-task), then sleeps.
+
+    Only the first run sleeps; the re-run after the kill returns at once.
+    """
+    client = redis.Redis.from_url(current_app.conf.broker_url)
+    try:
+        runs = int(client.incr(f"faults:runs:{key}"))
+        client.set(f"faults:pid:{key}", os.getpid())
+    finally:
+        client.close()
+    if runs == 1:
+        time.sleep(seconds)
+    return runs
+
+
+@shared_task(
+    name="tests.faults.soft_limited",
+    soft_time_limit=0.5,
+    max_retries=1,
+    retry_backoff="fixed",
+    retry_backoff_base=0.1,
+)
+def soft_limited(seconds: float) -> None:
+    """Overruns its soft time limit: retried once, then dead-lettered."""
+    time.sleep(seconds)
+
+
+@shared_task(name="tests.faults.no_dead_letter", dead_letter=False)
+def no_dead_letter() -> None:
+    raise RuntimeError("fails without a dead letter")
+
+
+# --- Cancellation (tests/tasks/test_cancellation.py) -----------------------------------
+
+
+def _broker_redis() -> redis.Redis:
+    return redis.Redis.from_url(current_app.conf.broker_url)
+
+
+@shared_task(name="tests.faults.mark_ran")
+def mark_ran(key: str) -> str:
+    """Leaves a mark in Redis: proof that the job ran."""
+    client = _broker_redis()
+    try:
+        client.incr(f"faults:ran:{key}")
+    finally:
+        client.close()
+    return key
+
+
+@shared_task(name="tests.faults.cancellable_loop", bind=True)
+def cancellable_loop(self, key: str, seconds: float, then: str = "return") -> dict:
+    """Loops on `self.is_cancelled()` for up to `seconds`, counting its database queries.
+
+    Marks in Redis when it started and when it saw the cancellation; then returns or
+    raises (`then`), which must end the job REVOKED either way.
+    """
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = _broker_redis()
+    try:
+        self.set_progress(1, "looping")  # flushes STARTED: the row says it is running
+        client.incr(f"faults:runs:{key}")
+        client.set(f"faults:loop-started:{key}", time.time())
+        calls = 0
+        deadline = time.monotonic() + seconds
+        with CaptureQueriesContext(connection) as queries:
+            while time.monotonic() < deadline:
+                calls += 1
+                if self.is_cancelled():
+                    client.set(f"faults:cancel-seen:{key}", time.time())
+                    if then == "raise":
+                        raise RuntimeError("stopping because the job was cancelled")
+                    return {"cancelled": True}
+                time.sleep(0.001)
+        return {"calls": calls, "queries": len(queries)}
+    finally:
+        client.close()
+
+
+@shared_task(name="tests.faults.sleep_ignoring_cancel")
+def sleep_ignoring_cancel(key: str, seconds: float) -> str:
+    """Publishes its pool process id, sleeps without ever checking for cancellation."""
+    client = _broker_redis()
+    try:
+        client.set(f"faults:cancel-pid:{key}", os.getpid())
+        time.sleep(seconds)
+        client.incr(f"faults:ran:{key}")
+    finally:
+        client.close()
+    return key

@@ -1,0 +1,135 @@
+"""The broker's `dead_letter` queue: where failed messages are parked.
+
+On RabbitMQ every task queue is declared with `x-dead-letter-exchange` (see `queues()`),
+so a message the worker rejects without requeueing -- a final failure of a task that
+dead-letters, an unknown task -- is moved to `dead_letter` by the broker itself. Redis
+has no dead-lettering (a rejected message is simply dropped), so `park` publishes a
+copy of the message there: a complete Celery message, which `celery inspect`-style
+tools and a worker started with `-Q dead_letter` can read.
+
+Nothing consumes the queue by default; operators replay or purge through
+tasks.dead_letters, which also removes the broker's copy (`remove`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from celery import current_app
+from kombu import Exchange, Queue
+
+QUEUE = "dead_letter"
+EXCHANGE = "dead_letter"
+
+
+def is_amqp(broker_url: str | None = None) -> bool:
+    url = str(broker_url or current_app.conf.broker_url or "")
+    return url.startswith(("amqp://", "amqps://", "pyamqp://", "librabbitmq://"))
+
+
+def dead_letter_queue() -> Queue:
+    return Queue(QUEUE, Exchange(EXCHANGE, type="direct"), routing_key=QUEUE)
+
+
+def queues(names: Iterable[str]) -> list[Queue]:
+    """The task queues, each dead-lettering into `dead_letter` on RabbitMQ.
+
+    The queue arguments are ignored by the Redis transport.
+    """
+    arguments = {"x-dead-letter-exchange": EXCHANGE, "x-dead-letter-routing-key": QUEUE}
+    return [
+        Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=arguments)
+        for name in names
+    ]
+
+
+def park(
+    task_id: str, name: str, args: list[Any], kwargs: dict[str, Any], message: Mapping[str, Any]
+) -> None:
+    """Put a copy of a failed message on the dead-letter queue (Redis; RabbitMQ does it)."""
+    if is_amqp():
+        return
+    app = current_app
+    headers = dict(message.get("headers") or {})
+    task_message = app.amqp.as_task_v2(
+        task_id,
+        name,
+        args,
+        kwargs,
+        retries=message.get("retries") or 0,
+        root_id=headers.pop("root_id", None),
+        parent_id=headers.pop("parent_id", None),
+        group_id=headers.pop("group", None),
+    )
+    task_message.headers.update(headers)
+    task_message.headers["x-original-queue"] = message.get("queue") or ""
+    queue = dead_letter_queue()
+    with app.producer_or_acquire() as producer:
+        producer.publish(
+            task_message.body,
+            exchange=queue.exchange,
+            routing_key=QUEUE,
+            headers=task_message.headers,
+            serializer="json",
+            declare=[queue],
+            retry=True,
+            retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+            **task_message.properties,
+        )
+
+
+def depth() -> int:
+    """Messages waiting in the dead-letter queue."""
+    with current_app.connection_for_write() as connection:
+        channel = connection.default_channel
+        queue = dead_letter_queue()(channel)
+        queue.declare()
+        _, count, _ = channel.queue_declare(QUEUE, passive=True)
+        return int(count)
+
+
+def remove(task_ids: Iterable[str]) -> int:
+    """Take these jobs' messages off the dead-letter queue; returns how many were found."""
+    wanted = set(task_ids)
+    if not wanted:
+        return 0
+    with current_app.connection_for_write() as connection:
+        if is_amqp(connection.as_uri()):
+            return _remove_amqp(connection, wanted)
+        return _remove_redis(connection, wanted)
+
+
+def _remove_redis(connection: Any, wanted: set[str]) -> int:
+    # kombu's Redis transport keeps a queue as a list of JSON envelopes.
+    client = connection.default_channel.client
+    removed = 0
+    for raw in client.lrange(QUEUE, 0, -1):
+        try:
+            task_id = (json.loads(raw).get("headers") or {}).get("id")
+        except (ValueError, AttributeError):
+            continue
+        if task_id in wanted:
+            removed += client.lrem(QUEUE, 1, raw)
+    return removed
+
+
+def _remove_amqp(connection: Any, wanted: set[str]) -> int:
+    # RabbitMQ cannot delete one message: read them all, ack the wanted, and give the
+    # rest back when the channel closes.
+    channel = connection.channel()
+    removed = 0
+    try:
+        queue = dead_letter_queue()(channel)
+        queue.declare()
+        while True:
+            message = queue.get(no_ack=False)
+            if message is None:
+                break
+            if (message.headers or {}).get("id") in wanted:
+                message.ack()
+                removed += 1
+    finally:
+        channel.close()
+    return removed

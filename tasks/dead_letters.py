@@ -1,0 +1,228 @@
+"""Dead letters: a job that failed for good is kept, visible and replayable.
+
+A final failure (retries exhausted, an exception not in `autoretry_for`, a worker lost
+more often than `max_retries`, a hard time limit, a task unknown to the worker) ends
+the job FAILURE with `dead_lettered_at` set and the message's headers and routing on
+the row (`Job.message`), through the same recording path as every other state. The
+message itself goes to the broker's `dead_letter` queue (tasks.dead_letter_queue):
+RabbitMQ routes it there through the dead-letter exchange when the worker rejects it;
+on Redis, which has no such thing, this module publishes a copy there.
+
+Operators then `replay` dead letters (each runs again as a new job, linked by
+`retried_from`, from the real JSON arguments on the row -- never Celery's truncated
+`argsrepr`) or `purge` them. Tasks opt out with `dead_letter=False`; the default for
+every task, plain `@shared_task` included, is the TASKS_DEAD_LETTER setting.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from tasks import correlation, dead_letter_queue, events
+from tasks.models import DeadLetterResolution, Job
+from tasks.recording import JobEvent, record, record_now
+
+logger = logging.getLogger(__name__)
+
+
+def enabled_for(task: Any) -> bool:
+    """Whether a final failure of this task is dead-lettered."""
+    choice = getattr(task, "dead_letter", None)
+    if choice is None:
+        return bool(getattr(settings, "TASKS_DEAD_LETTER", True))
+    return bool(choice)
+
+
+def message_of(request: Any, task_name: str) -> dict[str, Any]:
+    """What publishing this job again needs, from a task request (child or main process)."""
+    delivery = getattr(request, "delivery_info", None) or {}
+    message = {
+        "task": task_name,
+        "queue": delivery.get("routing_key") or "",
+        "exchange": delivery.get("exchange") or "",
+        "routing_key": delivery.get("routing_key") or "",
+        "priority": delivery.get("priority"),
+        "retries": getattr(request, "retries", 0) or 0,
+        "headers": {
+            name: value
+            for name, value in (
+                ("root_id", getattr(request, "root_id", None)),
+                ("parent_id", getattr(request, "parent_id", None)),
+                ("group", getattr(request, "group", None)),
+                (correlation.HEADER, getattr(request, correlation.HEADER, None)),
+            )
+            if value
+        },
+    }
+    return message
+
+
+def record_final_failure(
+    task: Any, task_id: str, exception: BaseException, traceback_text: str
+) -> None:
+    """The task failed for good (Celery's `task_failure`): record it, dead-letter it."""
+    request = task.request
+    same_request = getattr(request, "id", None) == task_id
+    retries = (request.retries or 0) if same_request else 0
+    event = events.failed(task_id, retries, exception, traceback_text)
+    if not enabled_for(task) or not same_request:
+        record(event)
+        return
+    message = message_of(request, task.name)
+    args = list(getattr(request, "args", None) or ())
+    kwargs = dict(getattr(request, "kwargs", None) or {})
+    record(_dead_lettered(event, message))
+    try:
+        dead_letter_queue.park(task_id, task.name, args, kwargs, message)
+    except Exception:
+        # The row holds everything a replay needs; the broker copy is for browsing.
+        logger.exception("Could not put dead letter %s on the broker's queue", task_id)
+
+
+def record_unknown_task(
+    task_id: str,
+    name: str,
+    headers: Mapping[str, Any],
+    body: Any,
+    delivery: Mapping[str, Any],
+    hostname: str,
+) -> None:
+    """A worker got a message for a task it does not have: FAILURE, dead-lettered.
+
+    Celery rejects such a message; RabbitMQ dead-letters it, on Redis it is copied.
+    """
+    event = events.unknown_task(task_id, name, headers, body, hostname)
+    if not settings.TASKS_DEAD_LETTER:
+        record(event)
+        return
+    message = {
+        "task": name,
+        "queue": delivery.get("routing_key") or "",
+        "exchange": delivery.get("exchange") or "",
+        "routing_key": delivery.get("routing_key") or "",
+        "priority": delivery.get("priority"),
+        "retries": int(headers.get("retries") or 0),
+        "headers": {
+            key: headers[key]
+            for key in ("root_id", "parent_id", "group", correlation.HEADER)
+            if headers.get(key)
+        },
+    }
+    record(_dead_lettered(event, message))
+    args, kwargs = events.body_arguments(body)
+    try:
+        dead_letter_queue.park(task_id, name, args or [], kwargs or {}, message)
+    except Exception:
+        logger.exception("Could not put dead letter %s on the broker's queue", task_id)
+
+
+def _dead_lettered(event: JobEvent, message: Mapping[str, Any]) -> JobEvent:
+    return JobEvent(
+        task_id=event.task_id,
+        status=event.status,
+        attempt=event.attempt,
+        facts=event.facts,
+        state={**event.state, "dead_lettered_at": timezone.now(), "message": dict(message)},
+        at=event.at,
+    )
+
+
+# --- operator actions ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Replayed:
+    dead_letter: str
+    new_job: str
+
+
+def replay(task_ids: Iterable[str]) -> list[Replayed]:
+    """Run parked dead letters again, each as a new job on its original queue.
+
+    The new job's row is written (PENDING, `retried_from` set) and the old one marked
+    replayed in one transaction; the message is published when it commits. Dead letters
+    already replayed or purged are skipped.
+    """
+    replayed: list[Replayed] = []
+    with transaction.atomic():
+        jobs = list(
+            Job.objects.select_for_update()
+            .parked_dead_letters()
+            .filter(task_id__in=list(task_ids))
+            .order_by("created_at")
+        )
+        for job in jobs:
+            new_id = _republish(job)
+            replayed.append(Replayed(job.task_id, new_id))
+        Job.objects.filter(pk__in=[job.pk for job in jobs]).update(
+            dead_letter_resolution=DeadLetterResolution.REPLAYED,
+            dead_letter_resolved_at=timezone.now(),
+        )
+        ids = [job.task_id for job in jobs]
+        transaction.on_commit(lambda: _remove_from_broker(ids))
+    return replayed
+
+
+def purge(task_ids: Iterable[str]) -> int:
+    """Drop parked dead letters: off the broker's queue, marked purged on their rows."""
+    with transaction.atomic():
+        ids = list(
+            Job.objects.parked_dead_letters()
+            .filter(task_id__in=list(task_ids))
+            .values_list("task_id", flat=True)
+        )
+        Job.objects.filter(task_id__in=ids).update(
+            dead_letter_resolution=DeadLetterResolution.PURGED,
+            dead_letter_resolved_at=timezone.now(),
+        )
+        transaction.on_commit(lambda: _remove_from_broker(ids))
+    return len(ids)
+
+
+def _republish(job: Job) -> str:
+    message = job.message or {}
+    headers = dict(message.get("headers") or {})
+    queue = message.get("queue") or job.queue or None
+    priority = message.get("priority", job.priority)
+    task = current_app.tasks.get(job.name)
+    options: dict[str, Any] = {"queue": queue, "priority": priority}
+    if headers.get(correlation.HEADER):
+        options["headers"] = {correlation.HEADER: headers[correlation.HEADER]}
+    args, kwargs = job.args or [], job.kwargs or {}
+    if task is not None:
+        # TrackedTask inside a transaction: PENDING row now, publish on commit.
+        result = task.apply_async(args, kwargs, **options)
+        new_id = result.id
+    else:
+        # Not registered here (e.g. only a remote worker knows it): send by name once
+        # committed; the row is written now so the link exists even before it runs.
+        from celery.utils import uuid
+
+        new_id = uuid()
+        record_now(
+            events.pending(
+                new_id, job.name, args, kwargs, queue, priority, headers.get(correlation.HEADER)
+            )
+        )
+        transaction.on_commit(
+            lambda: current_app.send_task(job.name, args, kwargs, task_id=new_id, **options)
+        )
+    Job.objects.filter(task_id=new_id).update(retried_from=job)
+    return new_id
+
+
+def _remove_from_broker(task_ids: list[str]) -> None:
+    if not task_ids:
+        return
+    try:
+        dead_letter_queue.remove(task_ids)
+    except Exception:
+        logger.exception("Could not remove %d dead letter(s) from the broker", len(task_ids))

@@ -246,6 +246,13 @@ CELERY_TASK_QUEUES = dead_letter_queue.queues(TASKS_QUEUES)
 # after which the job is dead-lettered.
 CELERY_TASK_RETRY_ON_WORKER_LOST = True
 
+# A message that is not a task must not take the worker down or vanish: the Redis
+# transport parks undecodable entries in `dead_letter.malformed` (kombu's would crash
+# the worker), and the consumer marks the job's row when the message names one.
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT = "tasks.redis_transport:Transport"
+CELERY_WORKER_CONSUMER = "tasks.consumer:TrackedConsumer"
+
 # Tests and debugging can ask for every job event to be written before the call returns.
 TASKS_RECORD_SYNCHRONOUSLY = env_bool("TASKS_RECORD_SYNCHRONOUSLY", False)
 

@@ -297,3 +297,18 @@ def cancelled_before_publish(task_id: str, attempts: int) -> JobEvent:
             "error": "Cancelled before it was published: its message was withdrawn.",
         },
     )
+
+
+def malformed(task_id: str, name: str, problem: str, hostname: str) -> JobEvent:
+    """A worker got a message for this id that it cannot run as a task."""
+    return JobEvent(
+        task_id=task_id,
+        status=JobStatus.FAILURE,
+        attempt=0,
+        facts=_drop_empty(name=name),
+        state={
+            "finished_at": timezone.now(),
+            "worker": hostname,
+            "error": f"Malformed message: {problem}. The worker dropped it and kept running.",
+        },
+    )

@@ -1,0 +1,89 @@
+"""kombu's Redis transport, made to survive a malformed message in a queue.
+
+kombu keeps each message as a JSON envelope in a Redis list and decodes it in the
+worker's event loop. An entry that is not such an envelope (anything pushed to the list
+by hand or by a broken producer) raises out of that loop, and the worker exits with
+"Unrecoverable error" -- and dies again on the same entry after every restart.
+
+This transport moves such an entry, unchanged, to the `dead_letter.malformed` list and
+logs what it was, so nothing is lost and the worker keeps consuming. Messages whose
+envelope is fine but whose body or headers are not a task go through Celery's own
+handling (tasks.malformed records what was wrong on the job's row where an id can be
+read). Selected by CELERY_BROKER_TRANSPORT when the broker is Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
+
+logger = logging.getLogger(__name__)
+
+MALFORMED_QUEUE = "dead_letter.malformed"
+_PREVIEW = 200  # characters of a malformed entry shown in the log
+_ENVELOPE_KEYS = ("body", "properties")
+
+
+class Channel(kombu_redis.Channel):
+    def _brpop_read(self, **options: Any) -> bool:
+        try:
+            try:
+                dest__item = self.client.parse_response(
+                    self.client.connection, "BRPOP", **options
+                )
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            if not dest__item:
+                raise kombu_redis.Empty()
+            dest, item = dest__item
+            dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(dest)
+            envelope = self._envelope_or_park(item, dest)
+            if envelope is not None:
+                self.connection._deliver(envelope, dest)
+            return True
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
+
+    def _get(self, queue: str) -> Any:
+        with self.conn_or_acquire() as client:
+            for pri in self.priority_steps:
+                item = client.rpop(self._q_for_pri(queue, pri))
+                if item:
+                    self._maybe_update_queues_expire(client, queue)
+                    envelope = self._envelope_or_park(item, queue)
+                    if envelope is not None:
+                        return envelope
+            self._maybe_update_queues_expire(client, queue)
+            raise kombu_redis.Empty()
+
+    def _envelope_or_park(self, item: bytes, queue: str) -> dict[str, Any] | None:
+        text = bytes_to_str(item)
+        try:
+            envelope = loads(text)
+        except ValueError as exc:
+            problem = f"not JSON ({exc})"
+        else:
+            if isinstance(envelope, dict) and all(key in envelope for key in _ENVELOPE_KEYS):
+                return envelope
+            problem = "JSON, but not a kombu message envelope"
+        logger.error(
+            "Malformed message in queue %r (%s), moved to %r: %r",
+            queue,
+            problem,
+            MALFORMED_QUEUE,
+            text[:_PREVIEW],
+        )
+        with self.conn_or_acquire() as client:
+            client.lpush(MALFORMED_QUEUE, item)
+        return None
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel

@@ -80,6 +80,44 @@ def park(
         )
 
 
+def declare() -> None:
+    """Make sure the queue exists (RabbitMQ drops what it dead-letters to nowhere)."""
+    with current_app.connection_for_write() as connection:
+        dead_letter_queue()(connection.default_channel).declare()
+
+
+def peek(limit: int = 1000) -> list[str]:
+    """Task ids of the messages waiting in the dead-letter queue, oldest first."""
+    with current_app.connection_for_write() as connection:
+        if is_amqp(connection.as_uri()):
+            return _peek_amqp(connection, limit)
+        client = connection.default_channel.client
+        ids = []
+        for raw in reversed(client.lrange(QUEUE, -limit, -1)):
+            try:
+                ids.append((json.loads(raw).get("headers") or {}).get("id"))
+            except (ValueError, AttributeError):
+                continue
+        return [task_id for task_id in ids if task_id]
+
+
+def _peek_amqp(connection: Any, limit: int) -> list[str]:
+    # Read without acknowledging; closing the channel gives every message back.
+    channel = connection.channel()
+    ids: list[str] = []
+    try:
+        queue = dead_letter_queue()(channel)
+        queue.declare()
+        while len(ids) < limit:
+            message = queue.get(no_ack=False)
+            if message is None:
+                break
+            ids.append((message.headers or {}).get("id"))
+    finally:
+        channel.close()
+    return [task_id for task_id in ids if task_id]
+
+
 def depth() -> int:
     """Messages waiting in the dead-letter queue."""
     with current_app.connection_for_write() as connection:

@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import bootsteps, signals
 
-from tasks import sinks
+from tasks import dead_letter_queue, sinks
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,15 @@ def flush_after_task(**_: Any) -> None:
     sinks.flush()
 
 
+def declare_dead_letter_queue(**_: Any) -> None:
+    """RabbitMQ moves rejected messages to `dead_letter` only if that queue exists."""
+    if dead_letter_queue.is_amqp():
+        try:
+            dead_letter_queue.declare()
+        except Exception:
+            logger.exception("Could not declare the dead-letter queue")
+
+
 def connect(app: Any) -> None:
     app.steps["worker"].add(RecorderProcess)
     signals.worker_init.connect(install_worker_sink, weak=False, dispatch_uid="tasks.worker_sink")
@@ -102,3 +111,6 @@ def connect(app: Any) -> None:
         install_child_sink, weak=False, dispatch_uid="tasks.child_sink"
     )
     signals.task_postrun.connect(flush_after_task, weak=False, dispatch_uid="tasks.flush")
+    signals.worker_ready.connect(
+        declare_dead_letter_queue, weak=False, dispatch_uid="tasks.dead_letter_queue"
+    )

@@ -15,6 +15,13 @@ import redis
 from celery import Celery
 
 from devstack.redis_server import RedisServer
+from tests.support.brokers import (
+    REDIS_TRANSPORT,
+    Broker,
+    point_app_at,
+    rabbitmq_available,
+    rabbitmq_vhost,
+)
 from tests.support.database import database_url
 from tests.support.worker import PROJECT_ROOT, WorkerProcess
 
@@ -43,6 +50,7 @@ def celery_app(redis_server: RedisServer) -> Celery:
     from project.celery import app
 
     app.conf.broker_url = redis_server.url
+    app.conf.broker_transport = REDIS_TRANSPORT
     app.conf.broker_transport_options = {
         **app.conf.broker_transport_options,
         "visibility_timeout": 3600,
@@ -57,7 +65,7 @@ def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
-def worker_env(broker_url: str) -> dict[str, str]:
+def worker_env(broker_url: str, side_redis_url: str | None = None) -> dict[str, str]:
     from django.db import connection
 
     env = dict(os.environ)
@@ -69,27 +77,55 @@ def worker_env(broker_url: str) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
         # Fault-injection tasks exist only for the tests' workers.
         CELERY_IMPORTS="tests.faults",
+        # Where test tasks leave side effects for the test to read (any broker).
+        TESTS_SIDE_REDIS_URL=side_redis_url or broker_url,
     )
     return env
+
+
+BROKERS = [
+    "redis",
+    pytest.param(
+        "rabbitmq",
+        marks=pytest.mark.skipif(
+            not rabbitmq_available(), reason="no RabbitMQ at 127.0.0.1:5672 (or no rabbitmqctl)"
+        ),
+    ),
+]
+
+
+@pytest.fixture(scope="session", params=BROKERS)
+def broker(request: pytest.FixtureRequest, redis_server: RedisServer) -> Iterator[Broker]:
+    """The broker of the session worker: each integration test runs once per broker."""
+    if request.param == "redis":
+        yield Broker("redis", redis_server.url, REDIS_TRANSPORT)
+        return
+    with rabbitmq_vhost() as rabbitmq:
+        yield rabbitmq
 
 
 @pytest.fixture(scope="session")
 def worker(
     django_db_setup: None,
     django_db_blocker: object,
+    broker: Broker,
     redis_server: RedisServer,
     celery_app: Celery,
     output_dir: Path,
 ) -> Iterator[WorkerProcess]:
-    """One prefork worker (-c 2) for the session, on the test database."""
+    """One prefork worker (-c 2) per broker, on the test database."""
+    point_app_at(celery_app, broker)
     process = WorkerProcess(
         app=celery_app,
-        env=worker_env(redis_server.url),
-        log_path=output_dir / "logs" / "worker-session.log",
+        env=worker_env(broker.url, side_redis_url=redis_server.url),
+        log_path=output_dir / "logs" / f"worker-session-{broker.name}.log",
     )
-    process.start()
-    yield process
-    process.stop()
+    try:
+        process.start()
+        yield process
+    finally:
+        process.stop()
+        point_app_at(celery_app, Broker("redis", redis_server.url, REDIS_TRANSPORT))
 
 
 @pytest.fixture
@@ -97,3 +133,11 @@ def live_worker(worker: WorkerProcess, transactional_db: None) -> WorkerProcess:
     """The session worker, for a test whose rows must be committed for it to see them."""
     assert worker.is_alive(), f"the session worker died; see {worker.log_path}"
     return worker
+
+
+@pytest.fixture
+def redis_live_worker(live_worker: WorkerProcess, broker: Broker) -> WorkerProcess:
+    """The session worker, for a test about Redis itself (its lists, its visibility timeout)."""
+    if not broker.is_redis:
+        pytest.skip("about the Redis transport")
+    return live_worker

@@ -11,8 +11,13 @@ import redis
 from celery import current_app, shared_task
 
 
+def side_redis_url() -> str:
+    """The Redis where these tasks leave marks for the test to read, whatever the broker."""
+    return os.environ.get("TESTS_SIDE_REDIS_URL") or current_app.conf.broker_url
+
+
 def _first_time(key: str) -> bool:
-    client = redis.Redis.from_url(current_app.conf.broker_url)
+    client = redis.Redis.from_url(side_redis_url())
     try:
         return int(client.incr(f"faults:{key}")) == 1
     finally:
@@ -50,7 +55,7 @@ def report_pid_then_sleep(key: str, seconds: float) -> int:
 
     Only the first run sleeps; the re-run after the kill returns at once.
     """
-    client = redis.Redis.from_url(current_app.conf.broker_url)
+    client = redis.Redis.from_url(side_redis_url())
     try:
         runs = int(client.incr(f"faults:runs:{key}"))
         client.set(f"faults:pid:{key}", os.getpid())
@@ -82,7 +87,7 @@ def no_dead_letter() -> None:
 
 
 def _broker_redis() -> redis.Redis:
-    return redis.Redis.from_url(current_app.conf.broker_url)
+    return redis.Redis.from_url(side_redis_url())
 
 
 @shared_task(name="tests.faults.mark_ran")
@@ -138,3 +143,57 @@ def sleep_ignoring_cancel(key: str, seconds: float) -> str:
     finally:
         client.close()
     return key
+
+
+# --- Publishing path (tests/tasks/test_outbox.py, test_uniqueness.py, test_backpressure.py)
+
+
+def _count_in_database(key: str) -> int:
+    """Count one execution in the test database (survives broker restarts)."""
+    from django.db.models import F
+
+    from tasks.models import DemoCounter
+
+    DemoCounter.objects.get_or_create(key=key)
+    DemoCounter.objects.filter(key=key).update(count=F("count") + 1)
+    return DemoCounter.objects.get(key=key).count
+
+
+@shared_task(name="tests.faults.count_run")
+def count_run(key: str) -> int:
+    """Counts each execution under `key`; returns the count so far."""
+    return _count_in_database(key)
+
+
+@shared_task(name="tests.faults.routed_high", queue="high")
+def routed_high(i: int) -> int:
+    return i
+
+
+@shared_task(name="tests.faults.unique_count", unique_key=("key",), unique_ttl=60)
+def unique_count(key: str, seconds: float = 0.0, note: str = "") -> int:
+    """At most one unfinished job per `key`; sleeps, then counts its execution."""
+    time.sleep(seconds)
+    return _count_in_database(f"unique:{key}")
+
+
+@shared_task(name="tests.faults.unique_short_ttl", unique_key=("key",), unique_ttl=1)
+def unique_short_ttl(key: str) -> str:
+    return key
+
+
+@shared_task(
+    name="tests.faults.unique_by_callable",
+    unique_key=lambda args, kwargs: f"account-{kwargs.get('account', args[0] if args else '')}",
+)
+def unique_by_callable(account: int, page: int = 1) -> int:
+    return page
+
+
+@shared_task(bind=True, name="tests.faults.retry_after_sleep", max_retries=3)
+def retry_after_sleep(self, key: str, seconds: float, countdown: float) -> int:
+    """First attempt: sleep `seconds`, then retry after `countdown`; later ones count."""
+    if self.request.retries == 0:
+        time.sleep(seconds)
+        raise self.retry(countdown=countdown)
+    return _count_in_database(key)

@@ -37,7 +37,7 @@ def envelope(body: bytes, headers: dict[str, str]) -> str:
 
 
 def test_malformed_messages_do_not_stop_the_worker_and_are_recorded(
-    live_worker: WorkerProcess, redis_client: redis.Redis
+    redis_live_worker: WorkerProcess, redis_client: redis.Redis
 ) -> None:
     not_json = f"this is not json {uuid.uuid4()}"
     bad_body_id, headerless_id = str(uuid.uuid4()), str(uuid.uuid4())
@@ -49,7 +49,7 @@ def test_malformed_messages_do_not_stop_the_worker_and_are_recorded(
 
     # The worker is still consuming: a normal job behind them runs.
     assert wait_for_job(add.delay(2, 2).id).result == 4
-    assert live_worker.is_alive()
+    assert redis_live_worker.is_alive()
 
     bad_body = wait_for_job(bad_body_id)
     assert bad_body.status == JobStatus.FAILURE

@@ -64,14 +64,14 @@ def test_poison_pill_is_retried_a_bounded_number_of_times_then_dead_lettered(
 
 
 def test_whole_worker_killed_its_job_is_delivered_again_to_a_new_worker(
-    django_db_blocker: object,
+    redis_live_worker: WorkerProcess,
     redis_server: RedisServer,
     celery_app: Celery,
     output_dir: Path,
     redis_client: redis.Redis,
 ) -> None:
     env = {
-        **worker_env(redis_server.url),
+        **worker_env(redis_server.url, side_redis_url=redis_server.url),
         "CELERY_VISIBILITY_TIMEOUT": "3",
         # Jobs due later than this wait in the outbox; it must stay below the timeout.
         "TASKS_HOLD_AFTER": "1",

@@ -52,16 +52,34 @@ class DatabaseSink:
     """Writes each event at once."""
 
     def emit_job(self, event: JobEvent) -> None:
-        recording.write([json_safe(event)], [])
+        _write_reconnecting([json_safe(event)], [])
 
     def emit_result(self, event: ResultEvent) -> None:
-        recording.write([], [event])
+        _write_reconnecting([], [event])
 
     def flush(self) -> None:
         pass
 
     def close(self) -> None:
         pass
+
+
+def _write_reconnecting(jobs: list[JobEvent], results: list[ResultEvent]) -> None:
+    """Write, and once more on a new connection if the database dropped this one.
+
+    A task's own query can find its connection killed (database restart, failover,
+    pg_terminate_backend); the job's next state must still be written. Inside a
+    transaction the caller's work is lost with the connection, so the error stands.
+    """
+    from django.db import InterfaceError, OperationalError, connection
+
+    try:
+        recording.write(jobs, results)
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block:
+            raise
+        connection.close()
+        recording.write(jobs, results)
 
 
 class _Buffer:

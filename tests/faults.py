@@ -9,6 +9,7 @@ import time
 
 import redis
 from celery import current_app, shared_task
+from django.db import InterfaceError, OperationalError, connection
 
 
 def side_redis_url() -> str:
@@ -197,3 +198,35 @@ def retry_after_sleep(self, key: str, seconds: float, countdown: float) -> int:
         time.sleep(seconds)
         raise self.retry(countdown=countdown)
     return _count_in_database(key)
+
+
+# --- Database connection broken mid-task (tests/tasks/test_faults.py) -------------------
+
+
+@shared_task(
+    name="tests.faults.query_sleep_query",
+    autoretry_for=(OperationalError, InterfaceError),
+    max_retries=2,
+    retry_backoff="fixed",
+    retry_backoff_base=0.2,
+)
+def query_sleep_query(key: str, seconds: float) -> int:
+    """Uses the database, reports its database backend pid, sleeps, uses it again.
+
+    A test terminates that backend while it sleeps: the second query fails, Celery's
+    autoretry runs the task again on a fresh connection.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend_pid = cursor.fetchone()[0]
+    client = redis.Redis.from_url(side_redis_url())
+    try:
+        runs = int(client.incr(f"faults:runs:{key}"))
+        client.set(f"faults:backend:{key}", backend_pid)
+    finally:
+        client.close()
+    if runs == 1:
+        time.sleep(seconds)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return runs

@@ -14,9 +14,11 @@ import time
 import uuid
 
 import pytest
+import redis
+from celery import current_app
 from django.db import connection
 
-from tasks.models import Job, JobStatus
+from tasks.models import Job, JobAttempt, JobStatus
 from tests.faults import return_then_die, slow_noop
 from tests.support.jobs import wait_for_job
 from tests.support.worker import WorkerProcess
@@ -71,3 +73,40 @@ def test_database_restart_under_load_loses_no_job(live_worker: WorkerProcess) ->
     )
     assert results[-1].get(timeout=30) == 399
     assert live_worker.is_alive()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="terminates a PostgreSQL backend")
+def test_database_connection_killed_mid_task_the_job_still_ends_recorded(
+    live_worker: WorkerProcess, redis_client: redis.Redis
+) -> None:
+    key = uuid.uuid4().hex
+    result = current_app.send_task("tests.faults.query_sleep_query", args=[key, 3])
+    deadline = time.monotonic() + 20
+    while not redis_client.get(f"faults:backend:{key}"):
+        assert time.monotonic() < deadline, "the task never reported its database backend"
+        time.sleep(0.05)
+    backend = int(redis_client.get(f"faults:backend:{key}"))
+    with connection.cursor() as cursor:
+        # The task's connection, and every other worker connection (the recorder's).
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        for _ in range(50):  # termination is asynchronous
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [backend])
+            if cursor.fetchone()[0] == 0:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"backend {backend} survived pg_terminate_backend")
+
+    job = wait_for_job(result.id, timeout=60)
+
+    assert job.status == JobStatus.SUCCESS, job.error
+    assert job.result == 2
+    assert job.attempts == 2
+    attempts = list(JobAttempt.objects.filter(task_id=job.task_id).order_by("number"))
+    assert [a.status for a in attempts] == ["RETRY", "SUCCESS"]
+    assert "OperationalError" in attempts[0].error or "InterfaceError" in attempts[0].error
+    assert live_worker.is_alive()
+    assert wait_for_job(current_app.send_task("tasks.demo.add", args=[1, 1]).id).result == 2

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from dashboard.pagination import CappedCountPaginator
-from tasks.models import Job, JobStatus
+from tasks.models import Job, JobAttempt, JobStatus
 
 STATUS_COLOURS = {
     JobStatus.PENDING: "#757575",
@@ -76,18 +77,31 @@ class JobAdmin(admin.ModelAdmin):
     list_per_page = 50
     # Avoid COUNT(*) over the whole table on every page load.
     show_full_result_count = False
-    readonly_fields = [f.name for f in Job._meta.fields]
+    readonly_fields = [f.name for f in Job._meta.fields] + ["attempt_history"]
     fieldsets = (
         (None, {"fields": ("task_id", "name", "status", "progress", "progress_message")}),
         ("Call", {"fields": ("args", "kwargs", "queue", "priority", "eta")}),
         ("Outcome", {"fields": ("result", "error", "traceback", "attempts", "worker")}),
+        ("Attempts", {"fields": ("attempt_history",)}),
+        (
+            "Dead letter and cancellation",
+            {
+                "fields": (
+                    "dead_lettered_at",
+                    "dead_letter_resolution",
+                    "dead_letter_resolved_at",
+                    "message",
+                    "cancel_requested_at",
+                )
+            },
+        ),
         (
             "Lineage",
             {"fields": ("correlation_id", "parent_id", "root_id", "group_id", "retried_from")},
         ),
         (
             "Timing",
-            {"fields": ("created_at", "sent_at", "started_at", "finished_at", "dead_lettered_at")},
+            {"fields": ("created_at", "sent_at", "started_at", "finished_at", "updated_at")},
         ),
     )
 
@@ -133,7 +147,40 @@ class JobAdmin(admin.ModelAdmin):
             job.progress,
         )
 
+    @admin.display(description="history")
+    def attempt_history(self, job: Job) -> str:
+        """Each attempt: when, on which worker, how it ended (escaped: errors are user text)."""
+        attempts = JobAttempt.objects.filter(task_id=job.task_id).order_by("number")
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    attempt.number,
+                    attempt.status,
+                    attempt.worker,
+                    _time(attempt.started_at),
+                    _time(attempt.finished_at),
+                    attempt.error,
+                    _time(attempt.next_attempt_at),
+                )
+                for attempt in attempts
+            ),
+        )
+        if not rows:
+            return "No attempt has started yet."
+        return format_html(
+            '<table class="attempt-history"><thead><tr><th>#</th><th>outcome</th>'
+            "<th>worker</th><th>started</th><th>finished</th><th>error</th>"
+            "<th>next attempt due</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
+
     @admin.display(description="runtime")
     def runtime(self, job: Job) -> str:
         seconds = job.runtime_seconds
         return "" if seconds is None else f"{seconds:.3f} s"
+
+
+def _time(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if moment else ""

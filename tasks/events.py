@@ -68,6 +68,8 @@ def published(
         value = headers.get(header)
         if value:
             facts[fact] = value
+    if facts.get("parent_id") == headers["id"]:
+        del facts["parent_id"]  # a retry's message names the job itself as its parent
     eta = headers.get("eta")
     return JobEvent(
         task_id=headers["id"],
@@ -124,7 +126,7 @@ def started(task: Any) -> JobEvent:
             kwargs=dict(request.kwargs or {}),
             queue=delivery.get("routing_key"),
             priority=delivery.get("priority"),
-            parent_id=request.parent_id,
+            parent_id=request.parent_id if request.parent_id != request.id else None,
             root_id=request.root_id,
             group_id=request.group,
             correlation_id=getattr(request, correlation.HEADER, None)
@@ -150,7 +152,14 @@ def succeeded(task_request: Any, result: Any) -> JobEvent:
         task_id=task_request.id,
         status=JobStatus.SUCCESS,
         attempt=(task_request.retries or 0) + 1,
-        state={"finished_at": timezone.now(), "result": result, "progress": 100},
+        # An earlier attempt's error stays in the attempt history, not on the job.
+        state={
+            "finished_at": timezone.now(),
+            "result": result,
+            "progress": 100,
+            "error": "",
+            "traceback": "",
+        },
     )
 
 

@@ -238,7 +238,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # instead of acknowledging them, which on RabbitMQ moves them to `dead_letter` through
 # the dead-letter exchange declared on every task queue (tasks/dead_letter_queue.py).
 TASKS_DEAD_LETTER = env_bool("TASKS_DEAD_LETTER", True)
-CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = not TASKS_DEAD_LETTER
+CELERY_TASK_ACKS_ON_FAILURE = not TASKS_DEAD_LETTER
+# Not for a hard time limit: Celery requeues a timed-out message it is told not to
+# acknowledge, and the job would time out again forever. It is acknowledged and the
+# layer parks a copy itself (tasks/dead_letters.py).
+CELERY_TASK_ACKS_ON_TIMEOUT = True
 CELERY_TASK_QUEUES = dead_letter_queue.queues(TASKS_QUEUES)
 # A pool process that dies mid-task (SIGKILL, OOM, segfault) makes Celery requeue the
 # message, forever if the task kills every process that runs it (a poison pill). As a

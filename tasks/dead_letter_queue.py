@@ -48,9 +48,11 @@ def queues(names: Iterable[str]) -> list[Queue]:
 def park(
     task_id: str, name: str, args: list[Any], kwargs: dict[str, Any], message: Mapping[str, Any]
 ) -> None:
-    """Put a copy of a failed message on the dead-letter queue (Redis; RabbitMQ does it)."""
-    if is_amqp():
-        return
+    """Put a copy of a failed message on the dead-letter queue.
+
+    Needed on Redis, which has no dead-lettering, and for messages that were
+    acknowledged rather than rejected.
+    """
     app = current_app
     headers = dict(message.get("headers") or {})
     task_message = app.amqp.as_task_v2(

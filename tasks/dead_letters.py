@@ -17,10 +17,12 @@ every task, plain `@shared_task` included, is the TASKS_DEAD_LETTER setting.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from billiard.exceptions import TimeLimitExceeded
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
@@ -66,25 +68,57 @@ def message_of(request: Any, task_name: str) -> dict[str, Any]:
 
 
 def record_final_failure(
-    task: Any, task_id: str, exception: BaseException, traceback_text: str
+    task: Any,
+    task_id: str,
+    exception: BaseException,
+    traceback_text: str,
+    args: Any = None,
+    kwargs: Any = None,
 ) -> None:
-    """The task failed for good (Celery's `task_failure`): record it, dead-letter it."""
+    """The task failed for good (Celery's `task_failure`): record it, dead-letter it.
+
+    In the worker's main process (hard time limit) Celery sends the signal without
+    the task's request; the message is then rebuilt from the signal's arguments.
+    """
     request = task.request
     same_request = getattr(request, "id", None) == task_id
     retries = (request.retries or 0) if same_request else 0
     event = events.failed(task_id, retries, exception, traceback_text)
-    if not enabled_for(task) or not same_request:
+    if not enabled_for(task):
         record(event)
         return
-    message = message_of(request, task.name)
-    args = list(getattr(request, "args", None) or ())
-    kwargs = dict(getattr(request, "kwargs", None) or {})
+    if same_request:
+        message = message_of(request, task.name)
+        args = list(getattr(request, "args", None) or ())
+        kwargs = dict(getattr(request, "kwargs", None) or {})
+    else:
+        message = {"task": task.name, "queue": "", "headers": {}}
+        args, kwargs = list(args or ()), dict(kwargs or {})
     record(_dead_lettered(event, message))
+    # A timed-out message is acknowledged (see CELERY_TASK_ACKS_ON_TIMEOUT), so even
+    # RabbitMQ needs the copy; other failures are rejected into its dead-letter exchange.
+    copy_needed = isinstance(exception, TimeLimitExceeded) or not dead_letter_queue.is_amqp()
     try:
-        dead_letter_queue.park(task_id, task.name, args, kwargs, message)
+        if copy_needed and _first_time_parked(task_id):
+            dead_letter_queue.park(task_id, task.name, args, kwargs, message)
     except Exception:
         # The row holds everything a replay needs; the broker copy is for browsing.
         logger.exception("Could not put dead letter %s on the broker's queue", task_id)
+
+
+# Celery reports a hard time limit twice in the main process (the timeout, then the
+# killed pool process): one dead letter is enough.
+_RECENTLY_PARKED: OrderedDict[str, None] = OrderedDict()
+_RECENTLY_PARKED_MAX = 10_000
+
+
+def _first_time_parked(task_id: str) -> bool:
+    if task_id in _RECENTLY_PARKED:
+        return False
+    _RECENTLY_PARKED[task_id] = None
+    if len(_RECENTLY_PARKED) > _RECENTLY_PARKED_MAX:
+        _RECENTLY_PARKED.popitem(last=False)
+    return True
 
 
 def record_unknown_task(
@@ -119,7 +153,8 @@ def record_unknown_task(
     record(_dead_lettered(event, message))
     args, kwargs = events.body_arguments(body)
     try:
-        dead_letter_queue.park(task_id, name, args or [], kwargs or {}, message)
+        if not dead_letter_queue.is_amqp():  # RabbitMQ dead-letters the rejected message
+            dead_letter_queue.park(task_id, name, args or [], kwargs or {}, message)
     except Exception:
         logger.exception("Could not put dead letter %s on the broker's queue", task_id)
 

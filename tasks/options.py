@@ -112,9 +112,9 @@ def prepare(
         if not isinstance(options["dead_letter"], bool):
             raise InvalidTaskOption(f"Task {where}: dead_letter must be True or False.")
         # A failed message is rejected (dead-lettered by RabbitMQ's dead-letter exchange)
-        # or acknowledged (dropped) -- unless the task chose otherwise itself.
+        # or acknowledged (dropped) -- unless the task chose otherwise itself. Not on a
+        # hard time limit: there Celery reads "do not ack" as "requeue", a loop.
         prepared.setdefault("acks_on_failure", not options["dead_letter"])
-        prepared.setdefault("acks_on_timeout", not options["dead_letter"])
     return prepared
 
 

@@ -82,11 +82,17 @@ def on_success(sender: Any, result: Any, **_: Any) -> None:
 
 
 def on_failure(
-    sender: Any, task_id: str, exception: BaseException, einfo: Any = None, **_: Any
+    sender: Any,
+    task_id: str,
+    exception: BaseException,
+    einfo: Any = None,
+    args: Any = None,
+    kwargs: Any = None,
+    **_: Any,
 ) -> None:
     try:
         dead_letters.record_final_failure(
-            sender, task_id, exception, getattr(einfo, "traceback", "") or ""
+            sender, task_id, exception, getattr(einfo, "traceback", "") or "", args, kwargs
         )
     except Exception:
         logger.exception("Could not record the failure of job %s", task_id)

@@ -230,3 +230,9 @@ def query_sleep_query(key: str, seconds: float) -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return runs
+
+
+@shared_task(name="tests.faults.hard_limited", time_limit=1, max_retries=0)
+def hard_limited(seconds: float) -> None:
+    """Overruns its hard time limit: the pool process is killed, the job dead-lettered."""
+    time.sleep(seconds)

@@ -183,3 +183,21 @@ def test_soft_time_limit_is_retried_then_dead_lettered(live_worker: WorkerProces
     assert job.attempts == 2  # max_retries=1
     assert "SoftTimeLimitExceeded" in job.error
     assert job.dead_lettered_at is not None
+
+
+def test_hard_time_limit_ends_the_job_dead_lettered(live_worker: WorkerProcess) -> None:
+    result = current_app.send_task("tests.faults.hard_limited", args=[10])
+    job = wait_for_job(result.id, timeout=30)
+
+    assert job.status == JobStatus.FAILURE
+    assert "TimeLimitExceeded" in job.error
+    assert job.dead_lettered_at is not None
+    assert job.args == [10]
+    assert result.id in parked_ids(expect=result.id)
+    assert live_worker.is_alive()
+    # Not requeued (Celery requeues a timed-out message it does not acknowledge): no
+    # second run starts, and the dead-letter queue holds one copy.
+    time.sleep(2.5)
+    job.refresh_from_db()
+    assert JobAttempt.objects.filter(task_id=result.id).count() <= 1
+    assert parked_ids().count(result.id) == 1

@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from billiard.exceptions import TimeLimitExceeded
-from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from tasks import correlation, dead_letter_queue, events
+from tasks import correlation, dead_letter_queue, events, reruns
 from tasks.models import DeadLetterResolution, Job
-from tasks.recording import JobEvent, record, record_now
+from tasks.recording import JobEvent, record
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +194,7 @@ def replay(task_ids: Iterable[str]) -> list[Replayed]:
             .order_by("created_at")
         )
         for job in jobs:
-            new_id = _republish(job)
+            new_id = reruns.rerun(job)
             replayed.append(Replayed(job.task_id, new_id))
         Job.objects.filter(pk__in=[job.pk for job in jobs]).update(
             dead_letter_resolution=DeadLetterResolution.REPLAYED,
@@ -220,38 +219,6 @@ def purge(task_ids: Iterable[str]) -> int:
         )
         transaction.on_commit(lambda: _remove_from_broker(ids))
     return len(ids)
-
-
-def _republish(job: Job) -> str:
-    message = job.message or {}
-    headers = dict(message.get("headers") or {})
-    queue = message.get("queue") or job.queue or None
-    priority = message.get("priority", job.priority)
-    task = current_app.tasks.get(job.name)
-    options: dict[str, Any] = {"queue": queue, "priority": priority}
-    if headers.get(correlation.HEADER):
-        options["headers"] = {correlation.HEADER: headers[correlation.HEADER]}
-    args, kwargs = job.args or [], job.kwargs or {}
-    if task is not None:
-        # TrackedTask inside a transaction: PENDING row now, publish on commit.
-        result = task.apply_async(args, kwargs, **options)
-        new_id = result.id
-    else:
-        # Not registered here (e.g. only a remote worker knows it): send by name once
-        # committed; the row is written now so the link exists even before it runs.
-        from celery.utils import uuid
-
-        new_id = uuid()
-        record_now(
-            events.pending(
-                new_id, job.name, args, kwargs, queue, priority, headers.get(correlation.HEADER)
-            )
-        )
-        transaction.on_commit(
-            lambda: current_app.send_task(job.name, args, kwargs, task_id=new_id, **options)
-        )
-    Job.objects.filter(task_id=new_id).update(retried_from=job)
-    return new_id
 
 
 def _remove_from_broker(task_ids: list[str]) -> None:

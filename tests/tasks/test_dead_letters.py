@@ -201,3 +201,20 @@ def test_hard_time_limit_ends_the_job_dead_lettered(live_worker: WorkerProcess) 
     job.refresh_from_db()
     assert JobAttempt.objects.filter(task_id=result.id).count() <= 1
     assert parked_ids().count(result.id) == 1
+
+
+def test_operator_retry_runs_a_failed_job_again_linked_to_it(live_worker: WorkerProcess) -> None:
+    from plaincelery.tasks import parse_amount
+    from tasks import reruns
+
+    failed = wait_for_job(parse_amount.delay("1.5x").id)
+    succeeded = wait_for_job(parse_amount.delay("2.5").id)
+
+    [rerun] = reruns.retry_jobs([failed.task_id, succeeded.task_id])  # success: left alone
+
+    assert rerun.old_job == failed.task_id
+    new = wait_for_job(rerun.new_job)
+    assert new.retried_from_id == failed.pk
+    assert new.args == ["1.5x"]
+    assert new.correlation_id == failed.correlation_id
+    assert new.status == JobStatus.FAILURE

@@ -12,8 +12,6 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from tasks import dead_letter_queue
-
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -234,16 +232,22 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # --- Retries and dead letters --------------------------------------------------------
 # A job that fails for good (retries exhausted, an error not retried, a worker lost too
 # often, an unknown task) is parked in the `dead_letter` queue and marked on its row;
-# per task: `@shared_task(dead_letter=False)`. Workers then reject failed messages
-# instead of acknowledging them, which on RabbitMQ moves them to `dead_letter` through
-# the dead-letter exchange declared on every task queue (tasks/dead_letter_queue.py).
+# per task: `@shared_task(dead_letter=False)`. See tasks/dead_letter_queue.py.
 TASKS_DEAD_LETTER = env_bool("TASKS_DEAD_LETTER", True)
-CELERY_TASK_ACKS_ON_FAILURE = not TASKS_DEAD_LETTER
+# Set when RabbitMQ has the dead-letter policy on the task queues (README): workers
+# then reject failed messages and the broker moves them to `dead_letter` itself.
+# Otherwise (Redis, or RabbitMQ without the policy) failed messages are acknowledged
+# and the layer publishes a copy to `dead_letter`.
+TASKS_RABBITMQ_DEAD_LETTER_POLICY = env_bool("TASKS_RABBITMQ_DEAD_LETTER_POLICY", False)
+CELERY_TASK_ACKS_ON_FAILURE = not (
+    TASKS_DEAD_LETTER
+    and TASKS_RABBITMQ_DEAD_LETTER_POLICY
+    and CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://"))
+)
 # Not for a hard time limit: Celery requeues a timed-out message it is told not to
 # acknowledge, and the job would time out again forever. It is acknowledged and the
 # layer parks a copy itself (tasks/dead_letters.py).
 CELERY_TASK_ACKS_ON_TIMEOUT = True
-CELERY_TASK_QUEUES = dead_letter_queue.queues(TASKS_QUEUES)
 # A pool process that dies mid-task (SIGKILL, OOM, segfault) makes Celery requeue the
 # message, forever if the task kills every process that runs it (a poison pill). As a
 # retry instead, the loss is counted on the job (attempts) and bounded by max_retries,

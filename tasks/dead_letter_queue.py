@@ -1,11 +1,14 @@
 """The broker's `dead_letter` queue: where failed messages are parked.
 
-On RabbitMQ every task queue is declared with `x-dead-letter-exchange` (see `queues()`),
-so a message the worker rejects without requeueing -- a final failure of a task that
-dead-letters, an unknown task -- is moved to `dead_letter` by the broker itself. Redis
-has no dead-lettering (a rejected message is simply dropped), so `park` publishes a
-copy of the message there: a complete Celery message, which `celery inspect`-style
-tools and a worker started with `-Q dead_letter` can read.
+On RabbitMQ with the dead-letter policy installed (README: `rabbitmqctl set_policy ...`,
+then TASKS_RABBITMQ_DEAD_LETTER_POLICY=1), a message the worker rejects without
+requeueing -- a final failure of a task that dead-letters, an unknown task -- is moved
+to `dead_letter` by the broker itself, through the `dead_letter` exchange. A policy
+rather than queue arguments, because a queue declared with arguments refuses every
+producer that declares it without them (plain Celery apps, other services). Elsewhere
+-- Redis has no dead-lettering, a rejected message is simply dropped -- `park`
+publishes a copy there: a complete Celery message, which a worker started with
+`-Q dead_letter` could run.
 
 Nothing consumes the queue by default; operators replay or purge through
 tasks.dead_letters, which also removes the broker's copy (`remove`).
@@ -18,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from celery import current_app
+from django.conf import settings
 from kombu import Exchange, Queue
 
 QUEUE = "dead_letter"
@@ -33,16 +37,9 @@ def dead_letter_queue() -> Queue:
     return Queue(QUEUE, Exchange(EXCHANGE, type="direct"), routing_key=QUEUE)
 
 
-def queues(names: Iterable[str]) -> list[Queue]:
-    """The task queues, each dead-lettering into `dead_letter` on RabbitMQ.
-
-    The queue arguments are ignored by the Redis transport.
-    """
-    arguments = {"x-dead-letter-exchange": EXCHANGE, "x-dead-letter-routing-key": QUEUE}
-    return [
-        Queue(name, Exchange(name, type="direct"), routing_key=name, queue_arguments=arguments)
-        for name in names
-    ]
+def broker_dead_letters() -> bool:
+    """Whether the broker itself moves rejected messages to `dead_letter` (RabbitMQ policy)."""
+    return is_amqp() and bool(getattr(settings, "TASKS_RABBITMQ_DEAD_LETTER_POLICY", False))
 
 
 def park(

@@ -94,9 +94,11 @@ def record_final_failure(
         message = {"task": task.name, "queue": "", "headers": {}}
         args, kwargs = list(args or ()), dict(kwargs or {})
     record(_dead_lettered(event, message))
-    # A timed-out message is acknowledged (see CELERY_TASK_ACKS_ON_TIMEOUT), so even
-    # RabbitMQ needs the copy; other failures are rejected into its dead-letter exchange.
-    copy_needed = isinstance(exception, TimeLimitExceeded) or not dead_letter_queue.is_amqp()
+    # A timed-out message is acknowledged (see CELERY_TASK_ACKS_ON_TIMEOUT), so it
+    # needs the copy even where the broker dead-letters the messages workers reject.
+    copy_needed = isinstance(exception, TimeLimitExceeded) or (
+        not dead_letter_queue.broker_dead_letters()
+    )
     try:
         if copy_needed and _first_time_parked(task_id):
             dead_letter_queue.park(task_id, task.name, args, kwargs, message)
@@ -152,7 +154,7 @@ def record_unknown_task(
     record(_dead_lettered(event, message))
     args, kwargs = events.body_arguments(body)
     try:
-        if not dead_letter_queue.is_amqp():  # RabbitMQ dead-letters the rejected message
+        if not dead_letter_queue.broker_dead_letters():  # else it moves the rejected message
             dead_letter_queue.park(task_id, name, args or [], kwargs or {}, message)
     except Exception:
         logger.exception("Could not put dead letter %s on the broker's queue", task_id)

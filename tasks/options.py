@@ -111,10 +111,9 @@ def prepare(
     if "dead_letter" in options:
         if not isinstance(options["dead_letter"], bool):
             raise InvalidTaskOption(f"Task {where}: dead_letter must be True or False.")
-        # A failed message is rejected (dead-lettered by RabbitMQ's dead-letter exchange)
-        # or acknowledged (dropped) -- unless the task chose otherwise itself. Not on a
-        # hard time limit: there Celery reads "do not ack" as "requeue", a loop.
-        prepared.setdefault("acks_on_failure", not options["dead_letter"])
+        if not options["dead_letter"]:
+            # Acknowledged, never rejected into a broker's dead-letter exchange.
+            prepared.setdefault("acks_on_failure", True)
     return prepared
 
 

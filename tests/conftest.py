@@ -115,9 +115,12 @@ def worker(
 ) -> Iterator[WorkerProcess]:
     """One prefork worker (-c 2) per broker, on the test database."""
     point_app_at(celery_app, broker)
+    env = worker_env(broker.url, side_redis_url=redis_server.url)
+    if not broker.is_redis:
+        env["TASKS_RABBITMQ_DEAD_LETTER_POLICY"] = "1"  # the vhost has the policy
     process = WorkerProcess(
         app=celery_app,
-        env=worker_env(broker.url, side_redis_url=redis_server.url),
+        env=env,
         log_path=output_dir / "logs" / f"worker-session-{broker.name}.log",
     )
     try:
@@ -129,10 +132,23 @@ def worker(
 
 
 @pytest.fixture
-def live_worker(worker: WorkerProcess, transactional_db: None) -> WorkerProcess:
+def live_worker(
+    worker: WorkerProcess, broker: Broker, celery_app: Celery, transactional_db: None
+) -> WorkerProcess:
     """The session worker, for a test whose rows must be committed for it to see them."""
     assert worker.is_alive(), f"the session worker died; see {worker.log_path}"
+    point_app_at(celery_app, broker)
     return worker
+
+
+@pytest.fixture(autouse=True)
+def _publish_to_the_tests_broker(
+    request: pytest.FixtureRequest, redis_server: RedisServer, celery_app: Celery
+) -> None:
+    """A test without the session worker publishes to the private Redis, whatever broker
+    the session worker of the current parameter uses."""
+    if "worker" not in request.fixturenames:
+        point_app_at(celery_app, Broker("redis", redis_server.url, REDIS_TRANSPORT))
 
 
 @pytest.fixture

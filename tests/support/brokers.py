@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from kombu import pools
+
 RABBITMQ_HOST, RABBITMQ_PORT = "127.0.0.1", 5672
 REDIS_TRANSPORT = "tasks.redis_transport:Transport"
 
@@ -53,6 +55,18 @@ def rabbitmq_vhost() -> Iterator[Broker]:
     _rabbitmqctl("add_vhost", vhost)
     try:
         _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        # What README tells operators to run: failed messages the workers reject move
+        # to the dead_letter exchange (a policy, so queue arguments never clash).
+        _rabbitmqctl(
+            "set_policy",
+            "-p",
+            vhost,
+            "--apply-to",
+            "queues",
+            "task-layer-dead-letters",
+            "^(?!dead_letter).*",
+            '{"dead-letter-exchange":"dead_letter","dead-letter-routing-key":"dead_letter"}',
+        )
         yield Broker(
             "rabbitmq", f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}/{vhost}", None
         )
@@ -61,10 +75,16 @@ def rabbitmq_vhost() -> Iterator[Broker]:
 
 
 def point_app_at(app: Any, broker: Broker) -> None:
-    """Make this process publish to `broker` (pools opened for another broker are closed)."""
+    """Make this process publish to `broker` (a no-op when it already does).
+
+    kombu keeps one connection and producer pool per broker URL in a global registry,
+    and a closed pool stays there ("Acquire on closed pool" on the next use of that
+    URL): the registries start empty instead.
+    """
+    if app.conf.broker_url == broker.url and app.conf.broker_transport == broker.transport:
+        return
     app.conf.broker_url = broker.url
     app.conf.broker_transport = broker.transport
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    pools.reset()
+    app._pool = None
     app.amqp._producer_pool = None

@@ -58,7 +58,8 @@ from django.utils.dateparse import parse_datetime
 from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError
 
-from tasks.models import OutboxMessage
+from tasks.models import JobStatus, OutboxMessage
+from tasks.recording import JobEvent
 
 logger = logging.getLogger(__name__)
 
@@ -234,6 +235,18 @@ def send(entry: Entry, app: Any = None, *, add_to_parent: bool = True) -> None:
     )
 
 
+def held_retry_event(task_id: str, name: str, retries: int, eta: datetime | None) -> JobEvent:
+    """A retry kept in the outbox (held for its ETA, or its re-publish failed): RETRY,
+    as the re-publish would have recorded it."""
+    return JobEvent(
+        task_id=task_id,
+        status=JobStatus.RETRY,
+        attempt=retries,
+        facts={"name": name},
+        state={"eta": eta} if eta is not None else {},
+    )
+
+
 # --- Publishing ----------------------------------------------------------------------------
 
 
@@ -278,6 +291,26 @@ def publish_claimed(entry: Entry, app: Any = None, *, raise_errors: bool = False
     return True
 
 
+def commit_hook(entry: Entry, app: Any = None) -> Callable[[], None]:
+    """What `.delay()` in a transaction registers with `transaction.on_commit`.
+
+    It never raises into the request that committed: a broker error leaves the job
+    PENDING in the outbox (logged), anything else is logged too.
+    """
+
+    def publish_after_commit() -> None:
+        try:
+            publish_claimed(entry, app)
+        except Exception:
+            logger.exception(
+                "Publishing job %s (%s) after commit failed; it stays in the outbox",
+                entry.task_id,
+                entry.name,
+            )
+
+    return publish_after_commit
+
+
 def publish_due(limit: int = 10 * BATCH, app: Any = None) -> int:
     """Publish outbox messages that are due and not claimed; returns how many.
 
@@ -291,7 +324,9 @@ def publish_due(limit: int = 10 * BATCH, app: Any = None) -> int:
         now = timezone.now()
         rows = list(
             OutboxMessage.objects.filter(due_at__lte=now)
-            .filter(Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - timedelta(seconds=config.lease)))
+            .filter(
+                Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - timedelta(seconds=config.lease))
+            )
             .order_by("due_at")[: min(BATCH, limit - published)]
         )
         if not rows:
@@ -339,15 +374,15 @@ def publish_due(limit: int = 10 * BATCH, app: Any = None) -> int:
 def _compare_and_set(task_id: str, expected: datetime | None, claim: datetime) -> bool:
     """Take the lease if nobody changed it since it was read (one conditional UPDATE)."""
     rows = OutboxMessage.objects.filter(task_id=task_id)
-    rows = rows.filter(claimed_at__isnull=True) if expected is None else rows.filter(
-        claimed_at=expected
+    rows = (
+        rows.filter(claimed_at__isnull=True)
+        if expected is None
+        else rows.filter(claimed_at=expected)
     )
     return rows.update(claimed_at=claim) == 1
 
 
-def _release(
-    task_id: str, claim: datetime, exc: BaseException, retry_at: datetime | None
-) -> None:
+def _release(task_id: str, claim: datetime, exc: BaseException, retry_at: datetime | None) -> None:
     """Give the lease back after a failed publish (only if it is still ours)."""
     from django.db.models import F
 
@@ -430,6 +465,10 @@ def _publish_at_worker_start(sender: Any = None, **_: Any) -> None:
 def connect(app: Any) -> None:
     """Wire worker-side hooks (called from TasksConfig.ready)."""
     from django.core.signals import setting_changed
+
+    from tasks import backpressure
+
+    backpressure.connect()
 
     signals.worker_ready.connect(
         _publish_at_worker_start, weak=False, dispatch_uid="tasks.outbox.worker_ready"

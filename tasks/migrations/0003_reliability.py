@@ -5,72 +5,137 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tasks', '0002_job_updated_at'),
+        ("tasks", "0002_job_updated_at"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='JobAttempt',
+            name="JobAttempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=300, unique=True)),
-                ('task_id', models.CharField(db_index=True, max_length=255)),
-                ('number', models.PositiveIntegerField()),
-                ('status', models.CharField(choices=[('PENDING', 'Pending'), ('SENT', 'Sent'), ('RECEIVED', 'Received'), ('STARTED', 'Started'), ('RETRY', 'Retry'), ('SUCCESS', 'Success'), ('FAILURE', 'Failure'), ('REVOKED', 'Revoked')], max_length=16)),
-                ('worker', models.CharField(blank=True, default='', max_length=255)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('error', models.TextField(blank=True, default='')),
-                ('next_attempt_at', models.DateTimeField(blank=True, help_text='When the retry after this attempt is due.', null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=300, unique=True)),
+                ("task_id", models.CharField(db_index=True, max_length=255)),
+                ("number", models.PositiveIntegerField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("PENDING", "Pending"),
+                            ("SENT", "Sent"),
+                            ("RECEIVED", "Received"),
+                            ("STARTED", "Started"),
+                            ("RETRY", "Retry"),
+                            ("SUCCESS", "Success"),
+                            ("FAILURE", "Failure"),
+                            ("REVOKED", "Revoked"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("worker", models.CharField(blank=True, default="", max_length=255)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("error", models.TextField(blank=True, default="")),
+                (
+                    "next_attempt_at",
+                    models.DateTimeField(
+                        blank=True, help_text="When the retry after this attempt is due.", null=True
+                    ),
+                ),
             ],
             options={
-                'ordering': ['task_id', 'number'],
+                "ordering": ["task_id", "number"],
             },
         ),
         migrations.CreateModel(
-            name='OutboxMessage',
+            name="OutboxMessage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('task_id', models.CharField(max_length=255, unique=True)),
-                ('name', models.CharField(max_length=255)),
-                ('args', models.JSONField(default=list, encoder=django.core.serializers.json.DjangoJSONEncoder)),
-                ('kwargs', models.JSONField(default=dict, encoder=django.core.serializers.json.DjangoJSONEncoder)),
-                ('options', models.JSONField(default=dict, encoder=django.core.serializers.json.DjangoJSONEncoder, help_text='apply_async options: queue, priority, headers, retries, eta, ...')),
-                ('due_at', models.DateTimeField(help_text='Publish no earlier than this.')),
-                ('claimed_at', models.DateTimeField(blank=True, null=True)),
-                ('attempts', models.PositiveIntegerField(default=0, help_text='Failed publish attempts.')),
-                ('last_error', models.TextField(blank=True, default='')),
-                ('created_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("task_id", models.CharField(max_length=255, unique=True)),
+                ("name", models.CharField(max_length=255)),
+                (
+                    "args",
+                    models.JSONField(
+                        default=list, encoder=django.core.serializers.json.DjangoJSONEncoder
+                    ),
+                ),
+                (
+                    "kwargs",
+                    models.JSONField(
+                        default=dict, encoder=django.core.serializers.json.DjangoJSONEncoder
+                    ),
+                ),
+                (
+                    "options",
+                    models.JSONField(
+                        default=dict,
+                        encoder=django.core.serializers.json.DjangoJSONEncoder,
+                        help_text="apply_async options: queue, priority, headers, retries, eta, ...",
+                    ),
+                ),
+                ("due_at", models.DateTimeField(help_text="Publish no earlier than this.")),
+                ("claimed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "attempts",
+                    models.PositiveIntegerField(default=0, help_text="Failed publish attempts."),
+                ),
+                ("last_error", models.TextField(blank=True, default="")),
+                ("created_at", models.DateTimeField()),
             ],
         ),
         migrations.AddField(
-            model_name='job',
-            name='cancel_requested_at',
-            field=models.DateTimeField(blank=True, help_text='When an operator asked to cancel the job.', null=True),
+            model_name="job",
+            name="cancel_requested_at",
+            field=models.DateTimeField(
+                blank=True, help_text="When an operator asked to cancel the job.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='job',
-            name='dead_letter_resolution',
-            field=models.CharField(blank=True, choices=[('replayed', 'Replayed'), ('purged', 'Purged')], default='', max_length=16),
+            model_name="job",
+            name="dead_letter_resolution",
+            field=models.CharField(
+                blank=True,
+                choices=[("replayed", "Replayed"), ("purged", "Purged")],
+                default="",
+                max_length=16,
+            ),
         ),
         migrations.AddField(
-            model_name='job',
-            name='dead_letter_resolved_at',
+            model_name="job",
+            name="dead_letter_resolved_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='job',
-            name='message',
-            field=models.JSONField(blank=True, encoder=django.core.serializers.json.DjangoJSONEncoder, help_text='What publishing the job again needs beyond name and arguments: headers and routing options. Kept for jobs held in the database and for dead letters.', null=True),
+            model_name="job",
+            name="message",
+            field=models.JSONField(
+                blank=True,
+                encoder=django.core.serializers.json.DjangoJSONEncoder,
+                help_text="What publishing the job again needs beyond name and arguments: headers and routing options. Kept for jobs held in the database and for dead letters.",
+                null=True,
+            ),
         ),
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(condition=models.Q(('cancel_requested_at__isnull', False)), fields=['cancel_requested_at'], name='job_cancel_requested'),
+            model_name="job",
+            index=models.Index(
+                condition=models.Q(("cancel_requested_at__isnull", False)),
+                fields=["cancel_requested_at"],
+                name="job_cancel_requested",
+            ),
         ),
         migrations.AddIndex(
-            model_name='outboxmessage',
-            index=models.Index(fields=['due_at'], name='outbox_due'),
+            model_name="outboxmessage",
+            index=models.Index(fields=["due_at"], name="outbox_due"),
         ),
     ]

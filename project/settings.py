@@ -279,6 +279,9 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# Beat's housekeeping that runs every few seconds gets no Job row unless it fails.
+TASKS_UNTRACKED_TASKS = ["tasks.outbox.publish_due"]
+
 # Days to keep finished jobs, per status; dead letters are kept longer.
 TASKS_RETENTION_DAYS = {
     "SUCCESS": env_int("TASKS_RETAIN_SUCCESS_DAYS", 7),

@@ -8,11 +8,13 @@ retry in the pool child.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import Any
 
 from celery import signals
+from django.conf import settings
 from django.utils import timezone
 
 from tasks import correlation, dead_letters, events
@@ -66,19 +68,24 @@ def on_after_publish(headers: dict[str, Any], body: Any, routing_key: str, **_: 
     priority = getattr(_publishing, "priority", None)
     sent_at = getattr(_publishing, "started", None) or timezone.now()
     _publishing.priority = _publishing.started = None
+    if headers.get("task") in _untracked():
+        return
     _record(events.published(headers, body, routing_key, priority, sent_at))
 
 
 def on_received(request: Any, **_: Any) -> None:
-    _record(events.received(request))
+    if request.name not in _untracked():
+        _record(events.received(request))
 
 
 def on_prerun(task: Any, **_: Any) -> None:
-    _record(events.started(task))
+    if task.name not in _untracked():
+        _record(events.started(task))
 
 
 def on_success(sender: Any, result: Any, **_: Any) -> None:
-    _record(events.succeeded(sender.request, result))
+    if sender.name not in _untracked():
+        _record(events.succeeded(sender.request, result))
 
 
 def on_failure(
@@ -123,6 +130,13 @@ def on_unknown(sender: Any, message: Any, name: str, id: str, **_: Any) -> None:
         )
     except Exception:
         logger.exception("Could not record unknown task %s[%s]", name, id)
+
+
+@functools.cache
+def _untracked() -> frozenset[str]:
+    """Housekeeping tasks that run every few seconds and would only bury real jobs
+    (TASKS_UNTRACKED_TASKS); their failures are still recorded."""
+    return frozenset(getattr(settings, "TASKS_UNTRACKED_TASKS", ()))
 
 
 def _decoded_body(message: Any) -> Any:

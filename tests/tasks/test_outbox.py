@@ -329,3 +329,18 @@ def test_retry_whose_publish_fails_is_kept_and_published_later(
     assert message["headers"]["retries"] == 1
     assert message["headers"]["eta"]
     assert not OutboxMessage.objects.exists()
+
+
+def test_the_reconciler_itself_leaves_no_job_row_when_it_succeeds(
+    live_worker: WorkerProcess,
+) -> None:
+    from celery import current_app
+
+    from tasks.models import Job
+
+    result = current_app.send_task("tasks.outbox.publish_due")  # ignore_result: no .get()
+    behind = current_app.send_task("tasks.demo.add", args=[1, 1])
+    assert wait_for_job(behind.id).status == "SUCCESS"
+    time.sleep(1)  # the reconciler ran first (FIFO, prefetch 1) and had time to finish
+
+    assert not Job.objects.filter(task_id=result.id).exists()

@@ -1,11 +1,17 @@
 """TrackedTask: the base class of every task in the app (`Celery(task_cls=...)`).
 
-It changes one thing about publishing, and only inside a database transaction:
-`.delay()` / `.apply_async()` then writes the job's PENDING row in the caller's
-transaction and publishes when the transaction commits. A rollback leaves neither a
-row nor a message, and the caller still gets the task id at once (unlike Celery's
-`delay_on_commit`, which returns None). Outside a transaction it publishes at once,
-exactly like Celery.
+What it adds to Celery's Task, each owned by its own module:
+
+- publishing (`apply_async`): inside a transaction, the PENDING row and an outbox
+  message are written in the caller's transaction and published on commit (a rollback
+  leaves neither; the caller gets the id at once, unlike `delay_on_commit`); a broker
+  that is down then is retried by the reconciler (tasks.outbox). Outside a transaction
+  it publishes at once and raises BrokerUnavailable when the broker is down. Far-future
+  ETAs wait in the database; full queues raise QueueFull (tasks.backpressure);
+  `unique_key` returns the pending job's handle (tasks.uniqueness).
+- retries: a countdown from the task's backoff policy (tasks.retry_policy), options
+  checked when the task is decorated (tasks.options).
+- `set_progress` (tasks.progress) and `is_cancelled` (tasks.cancellation).
 
 A bad argument raises `UnserializableArguments` at the call site in both cases: inside
 a transaction it is checked before the row is written (the message is only encoded

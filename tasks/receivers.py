@@ -112,7 +112,9 @@ def on_retry(request: Any, reason: Any, einfo: Any = None, **_: Any) -> None:
 def on_revoked(
     request: Any, terminated: bool = False, signum: Any = None, expired: bool = False, **_: Any
 ) -> None:
-    retries = int(request.request_dict.get("retries") or 0)
+    # Celery passes a worker Request or, for revocations it discards, the task Context.
+    request_dict = getattr(request, "request_dict", None) or {}
+    retries = int(getattr(request, "retries", None) or request_dict.get("retries") or 0)
     _record(
         events.revoked(request.id, retries, terminated=terminated, expired=expired, signum=signum)
     )

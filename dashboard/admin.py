@@ -6,12 +6,13 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from dashboard.pagination import CappedCountPaginator
+from tasks import cancellation, dead_letters, reruns
 from tasks.models import Job, JobAttempt, JobStatus
 
 STATUS_COLOURS = {
@@ -104,6 +105,97 @@ class JobAdmin(admin.ModelAdmin):
             {"fields": ("created_at", "sent_at", "started_at", "finished_at", "updated_at")},
         ),
     )
+
+    actions = [
+        "cancel_selected",
+        "hard_cancel_selected",
+        "retry_selected",
+        "replay_selected_dead_letters",
+        "purge_selected_dead_letters",
+    ]
+
+    # --- operator actions: each calls a tasks service, is permission-checked and logged
+
+    @admin.action(description="Cancel selected jobs", permissions=["cancel"])
+    def cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._cancel(request, queryset, terminate=False)
+
+    @admin.action(
+        description="Hard-cancel selected jobs (kill the process running them)",
+        permissions=["cancel"],
+    )
+    def hard_cancel_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        self._cancel(request, queryset, terminate=True)
+
+    def _cancel(self, request: HttpRequest, queryset: QuerySet[Job], terminate: bool) -> None:
+        outcomes = cancellation.cancel_many(
+            list(queryset.values_list("task_id", flat=True)),
+            terminate=terminate,
+            requested_by=request.user.get_username(),
+        )
+        jobs = {job.task_id: job for job in queryset}
+        for outcome in outcomes:
+            if not outcome.done_nothing:
+                self.log_change(request, jobs[outcome.task_id], f"Cancel: {outcome.outcome}")
+            level = messages.WARNING if outcome.done_nothing else messages.SUCCESS
+            self.message_user(request, str(outcome), level)
+
+    @admin.action(description="Retry selected jobs", permissions=["retry"])
+    def retry_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        reruns_done = reruns.retry_jobs(list(queryset.values_list("task_id", flat=True)))
+        self._report_reruns(request, queryset, reruns_done, "Retried", "failed or revoked")
+
+    @admin.action(description="Replay selected dead letters", permissions=["replay"])
+    def replay_selected_dead_letters(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        replayed = dead_letters.replay(list(queryset.values_list("task_id", flat=True)))
+        self._report_reruns(request, queryset, replayed, "Replayed", "parked dead letters")
+
+    @admin.action(description="Purge selected dead letters", permissions=["replay"])
+    def purge_selected_dead_letters(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
+        ids = list(queryset.parked_dead_letters().values_list("task_id", flat=True))
+        purged = dead_letters.purge(ids)
+        for job in Job.objects.filter(task_id__in=ids):
+            self.log_change(request, job, "Dead letter purged")
+        self.message_user(request, f"Purged {purged} dead letter(s).", messages.SUCCESS)
+        skipped = queryset.count() - purged
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} selected job(s) were not parked dead letters.",
+                messages.WARNING,
+            )
+
+    def _report_reruns(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[Job],
+        done: list[Any],
+        verb: str,
+        eligible: str,
+    ) -> None:
+        jobs = {job.task_id: job for job in queryset}
+        for item in done:
+            old_id = getattr(item, "old_job", None) or item.dead_letter
+            self.log_change(request, jobs[old_id], f"{verb} as job {item.new_job}")
+            self.message_user(
+                request, f"{verb} {old_id} as new job {item.new_job}.", messages.SUCCESS
+            )
+        skipped = len(jobs) - len(done)
+        if skipped:
+            self.message_user(
+                request,
+                f"{skipped} selected job(s) left alone: only {eligible} can be {verb.lower()}.",
+                messages.WARNING,
+            )
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("tasks.cancel_job")
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("tasks.retry_job")
+
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("tasks.replay_dead_letter")
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Job], search_term: str

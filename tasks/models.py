@@ -156,6 +156,12 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # One permission per operator action (the admin checks them; so can views).
+        permissions = [
+            ("cancel_job", "Can cancel jobs"),
+            ("retry_job", "Can retry failed or revoked jobs"),
+            ("replay_dead_letter", "Can replay or purge dead letters"),
+        ]
         indexes = [
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
             models.Index(fields=["name", "-created_at"], name="job_name_created"),

@@ -207,13 +207,18 @@ def write(job_events: Iterable[JobEvent], result_events: Iterable[ResultEvent]) 
             RESULT_PLAN.execute(_result_row(event, now) for event in results)
 
 
-def merge_job_events(events: Iterable[JobEvent]) -> list[JobEvent]:
+def merge_job_events(events: Iterable[JobEvent], per_attempt: bool = False) -> list[JobEvent]:
     """Fold each job's events, in arrival order, into one: what applying them one by one
-    would leave, so a batch costs one row write per job."""
-    merged: dict[str, JobEvent] = {}
+    would leave, so a batch costs one row write per job.
+
+    `per_attempt` keeps one event per attempt instead (sinks, before events travel):
+    the attempt history (`attempt_rows`) is derived from them when they are written.
+    """
+    merged: dict[Any, JobEvent] = {}
     for event in events:
-        current = merged.get(event.task_id)
-        merged[event.task_id] = event if current is None else _fold(current, event)
+        key = (event.task_id, event.attempt) if per_attempt else event.task_id
+        current = merged.get(key)
+        merged[key] = event if current is None else _fold(current, event)
     return list(merged.values())
 
 

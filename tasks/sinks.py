@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import threading
+import time
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
@@ -37,6 +38,7 @@ from tasks.recording import JobEvent, ResultEvent
 logger = logging.getLogger(__name__)
 
 STREAM = "tasks:events"
+_FINAL = frozenset({"SUCCESS", "FAILURE", "REVOKED", "RETRY"})
 FLUSH_INTERVAL = 0.1  # seconds a buffered event may wait
 MAX_BUFFER = 500  # events that trigger a flush before the interval
 
@@ -100,6 +102,10 @@ class _Buffer:
             self.results.append(event)
             return len(self.jobs) + len(self.results)
 
+    def has_final(self) -> bool:
+        with self._lock:
+            return bool(self.results) or any(e.status in _FINAL for e in self.jobs)
+
     def take(self) -> tuple[list[JobEvent], list[ResultEvent]]:
         with self._lock:
             jobs, results = self.jobs, self.results
@@ -146,13 +152,25 @@ class _BufferedSink:
     wait); without it, the owner calls `flush()` (a pool child, at the end of a task).
     """
 
-    def __init__(self, autoflush: bool, interval: float = FLUSH_INTERVAL) -> None:
+    def __init__(
+        self, autoflush: bool, interval: float = FLUSH_INTERVAL, hold_final: bool = False
+    ) -> None:
         self._buffer = _Buffer()
         self._flush_lock = threading.Lock()
         self._flusher: _Flusher | None = None
+        # A pool child's thread sends a running task's STARTED, never part of how it
+        # ended: its result and final state must reach storage together, in the
+        # flush that precedes the acknowledgement (else a kill in between could leave
+        # the result stored and the job STARTED, and Celery would not run it again).
+        self._hold_final = hold_final
         if autoflush:
-            self._flusher = _Flusher(self.flush, interval)
+            self._flusher = _Flusher(self._background_flush, interval)
             self._flusher.start()
+
+    def _background_flush(self) -> None:
+        if self._hold_final and self._buffer.has_final():
+            return
+        self.flush()
 
     def emit_job(self, event: JobEvent) -> None:
         if self._buffer.add_job(event) >= MAX_BUFFER and self._flusher:
@@ -168,7 +186,7 @@ class _BufferedSink:
             if not jobs and not results:
                 return
             # A child's STARTED, result and final state become one event each.
-            jobs = recording.merge_job_events(jobs)
+            jobs = recording.merge_job_events(jobs, per_attempt=True)
             results = recording.merge_result_events(results)
             try:
                 self._write(jobs, results)
@@ -188,8 +206,8 @@ class _BufferedSink:
 class BufferedDatabaseSink(_BufferedSink):
     """Batches events and writes them to the database from a background thread."""
 
-    def __init__(self, interval: float = FLUSH_INTERVAL) -> None:
-        super().__init__(autoflush=True, interval=interval)
+    def __init__(self, interval: float = FLUSH_INTERVAL, hold_final: bool = False) -> None:
+        super().__init__(autoflush=True, interval=interval, hold_final=hold_final)
 
     def _write(self, jobs: list[JobEvent], results: list[ResultEvent]) -> None:
         from django.db import connection
@@ -213,11 +231,16 @@ class StreamSink(_BufferedSink):
     """
 
     def __init__(
-        self, url: str, autoflush: bool, stream: str = STREAM, interval: float = FLUSH_INTERVAL
+        self,
+        url: str,
+        autoflush: bool,
+        stream: str = STREAM,
+        interval: float = FLUSH_INTERVAL,
+        hold_final: bool = False,
     ) -> None:
         self._client = redis.Redis.from_url(url)
         self._stream = stream
-        super().__init__(autoflush=autoflush, interval=interval)
+        super().__init__(autoflush=autoflush, interval=interval, hold_final=hold_final)
 
     def _write(self, jobs: list[JobEvent], results: list[ResultEvent]) -> None:
         self._client.xadd(self._stream, {"e": encode(jobs, results)})
@@ -297,6 +320,28 @@ def install(sink: Sink) -> None:
 
 def flush() -> None:
     current().flush()
+
+
+def flush_durably(patience: float = 30.0) -> bool:
+    """Flush, retrying while storage is unreachable; False if it stayed unreachable.
+
+    A pool child calls this before its task's message is acknowledged: waiting out a
+    database restart is better than acknowledging a job whose end is not stored.
+    Events that could not be written stay buffered for the next flush.
+    """
+    deadline = time.monotonic() + patience
+    delay = 0.1
+    while True:
+        try:
+            current().flush()
+            return True
+        except Exception:
+            if time.monotonic() + delay > deadline:
+                logger.exception("Could not store job events for %.0f s; keeping them", patience)
+                return False
+            logger.warning("Could not store job events; retrying in %.1f s", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 def _default_sink() -> Sink:

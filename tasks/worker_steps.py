@@ -70,9 +70,10 @@ class RecorderProcess(bootsteps.StartStopStep):
 
 
 def install_worker_sink(**_: Any) -> None:
-    """The worker's main process: events go to the stream from a flusher thread."""
+    """The worker's main process: events go to the stream (or the database, brokers
+    other than Redis) from a flusher thread, off Celery's event loop."""
     url = sinks.stream_url()
-    sinks.install(sinks.StreamSink(url, autoflush=True) if url else sinks.DatabaseSink())
+    sinks.install(sinks.StreamSink(url, autoflush=True) if url else sinks.BufferedDatabaseSink())
 
 
 def install_child_sink(**_: Any) -> None:
@@ -83,16 +84,16 @@ def install_child_sink(**_: Any) -> None:
     """
     url = sinks.stream_url()
     sinks.install(
-        sinks.StreamSink(url, autoflush=True, interval=CHILD_FLUSH_INTERVAL)
+        sinks.StreamSink(url, autoflush=True, interval=CHILD_FLUSH_INTERVAL, hold_final=True)
         if url
-        else sinks.DatabaseSink()
+        else sinks.BufferedDatabaseSink(interval=CHILD_FLUSH_INTERVAL, hold_final=True)
     )
 
 
 def flush_after_task(**_: Any) -> None:
     # task_postrun runs in the child before it reports the result to the main process,
     # so the events are on Redis before the message is acknowledged (acks_late).
-    sinks.flush()
+    sinks.flush_durably()
 
 
 def declare_dead_letter_queue(**_: Any) -> None:

@@ -157,3 +157,14 @@ def redis_live_worker(live_worker: WorkerProcess, broker: Broker) -> WorkerProce
     if not broker.is_redis:
         pytest.skip("about the Redis transport")
     return live_worker
+
+
+@pytest.fixture(autouse=True)
+def _usable_database_connection() -> None:
+    """A fault test may have cut this process's database connection (PostgreSQL
+    restarted): start every test on a live one."""
+    from django.db import connections
+
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None and not conn.is_usable():
+            conn.close()

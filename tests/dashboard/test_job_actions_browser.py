@@ -48,8 +48,10 @@ def test_operator_replays_a_dead_letter_and_cancels_a_running_job(
     dead = wait_for_job(always_fail.delay("card declined").id, timeout=40)
     assert dead.dead_lettered_at is not None
     running = sleep_with_progress.delay(30, 60)
-    wait_for_job(running.id, statuses=[JobStatus.STARTED], timeout=20)
+    running_job = wait_for_job(running.id, statuses=[JobStatus.STARTED], timeout=20)
 
+    # No ORM calls inside the browser block: playwright's greenlet has a context of its
+    # own, where Django would use (and keep) a separate database connection.
     with chromium_page(shots) as page:
         log_in(page, live_server.url, "ops", "/admin/tasks/job/")
         replayed = run_action(
@@ -58,7 +60,7 @@ def test_operator_replays_a_dead_letter_and_cancels_a_running_job(
         cancelled = run_action(
             page,
             live_server.url,
-            Job.objects.get(task_id=running.id),
+            running_job,
             "Cancel selected jobs",
             shots / "cancel.png",
         )

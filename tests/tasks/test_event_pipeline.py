@@ -140,3 +140,28 @@ def test_buffered_database_sink_writes_on_flush() -> None:
     sink.flush()
     assert Job.objects.get(task_id="t-6").status == JobStatus.SUCCESS
     sink.close()
+
+
+def test_a_sink_keeps_one_event_per_attempt_so_the_history_survives_folding() -> None:
+    from tasks.recording import attempt_rows
+
+    start = timezone.now()
+    later = start + timedelta(seconds=2)
+    events = [
+        JobEvent("t-9", JobStatus.STARTED, 1, state={"started_at": start, "worker": "w@h"}),
+        JobEvent("t-9", JobStatus.RETRY, 1, state={"error": "Boom", "eta": later}),
+        JobEvent("t-9", JobStatus.STARTED, 2, state={"started_at": later, "worker": "w@h"}),
+        JobEvent("t-9", JobStatus.SUCCESS, 2, state={"finished_at": later, "result": 1}),
+    ]
+
+    folded = merge_job_events(events, per_attempt=True)
+
+    assert [(e.attempt, e.status) for e in folded] == [(1, "RETRY"), (2, "SUCCESS")]
+    rows = attempt_rows(folded)
+    assert [(r["number"], r["status"], r.get("error")) for r in rows] == [
+        (1, "RETRY", "Boom"),
+        (2, "SUCCESS", None),
+    ]
+    assert rows[0]["next_attempt_at"] == later
+    # Folded per job (as one upsert needs), the first attempt would be gone.
+    assert [e.attempt for e in merge_job_events(events)] == [2]

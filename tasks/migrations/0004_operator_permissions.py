@@ -4,14 +4,20 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tasks', '0003_reliability'),
+        ("tasks", "0003_reliability"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='job',
-            options={'ordering': ['-created_at'], 'permissions': [('cancel_job', 'Can cancel jobs'), ('retry_job', 'Can retry failed or revoked jobs'), ('replay_dead_letter', 'Can replay or purge dead letters')]},
+            name="job",
+            options={
+                "ordering": ["-created_at"],
+                "permissions": [
+                    ("cancel_job", "Can cancel jobs"),
+                    ("retry_job", "Can retry failed or revoked jobs"),
+                    ("replay_dead_letter", "Can replay or purge dead letters"),
+                ],
+            },
         ),
     ]

@@ -1,9 +1,9 @@
 """Celery signal receivers: translate (tasks.events) and record (tasks.recording).
 
 Thin on purpose; no decisions are made here. Where each signal runs matters:
-publish signals run in whichever process publishes (a view, a task, beat); `task_received`,
-`task_revoked` and `task_unknown` in the worker's main process; prerun/success/failure/
-retry in the pool child.
+publish signals run in whichever process publishes (a view, a task, beat); `task_revoked`
+and `task_unknown` in the worker's main process (RECEIVED is tasks.waiting_jobs');
+prerun/success/failure/retry in the pool child.
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ def connect() -> None:
     for signal, receiver in (
         (signals.before_task_publish, on_before_publish),
         (signals.after_task_publish, on_after_publish),
-        (signals.task_received, on_received),
         (signals.task_prerun, on_prerun),
         (signals.task_success, on_success),
         (signals.task_failure, on_failure),
@@ -71,11 +70,6 @@ def on_after_publish(headers: dict[str, Any], body: Any, routing_key: str, **_: 
     if headers.get("task") in _untracked():
         return
     _record(events.published(headers, body, routing_key, priority, sent_at))
-
-
-def on_received(request: Any, **_: Any) -> None:
-    if request.name not in _untracked():
-        _record(events.received(request))
 
 
 def on_prerun(task: Any, **_: Any) -> None:

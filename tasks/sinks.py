@@ -206,8 +206,10 @@ class _BufferedSink:
 class BufferedDatabaseSink(_BufferedSink):
     """Batches events and writes them to the database from a background thread."""
 
-    def __init__(self, interval: float = FLUSH_INTERVAL, hold_final: bool = False) -> None:
-        super().__init__(autoflush=True, interval=interval, hold_final=hold_final)
+    def __init__(
+        self, interval: float = FLUSH_INTERVAL, hold_final: bool = False, autoflush: bool = True
+    ) -> None:
+        super().__init__(autoflush=autoflush, interval=interval, hold_final=hold_final)
 
     def _write(self, jobs: list[JobEvent], results: list[ResultEvent]) -> None:
         from django.db import connection

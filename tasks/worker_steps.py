@@ -15,6 +15,7 @@ from typing import Any
 from celery import bootsteps, signals
 
 from tasks import dead_letter_queue, sinks
+from tasks.waiting_jobs import WaitingJobsReporter
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,13 @@ def install_worker_sink(**_: Any) -> None:
     """The worker's main process: events go to the stream (or the database, brokers
     other than Redis) from a flusher thread, off Celery's event loop."""
     url = sinks.stream_url()
-    sinks.install(sinks.StreamSink(url, autoflush=True) if url else sinks.BufferedDatabaseSink())
+    if url:
+        sinks.install(sinks.StreamSink(url, autoflush=True))
+    elif _sqlite():
+        # One writer at a time: no second connection in a background thread.
+        sinks.install(sinks.DatabaseSink())
+    else:
+        sinks.install(sinks.BufferedDatabaseSink())
 
 
 def install_child_sink(**_: Any) -> None:
@@ -83,11 +90,23 @@ def install_child_sink(**_: Any) -> None:
     thread, so the dashboard shows it running instead of waiting for it to end.
     """
     url = sinks.stream_url()
-    sinks.install(
-        sinks.StreamSink(url, autoflush=True, interval=CHILD_FLUSH_INTERVAL, hold_final=True)
-        if url
-        else sinks.BufferedDatabaseSink(interval=CHILD_FLUSH_INTERVAL, hold_final=True)
-    )
+    if url:
+        sink: sinks.Sink = sinks.StreamSink(
+            url, autoflush=True, interval=CHILD_FLUSH_INTERVAL, hold_final=True
+        )
+    else:
+        # SQLite: flushed by the task's end only (no second writer thread; a running
+        # task shows STARTED at its first progress report instead).
+        sink = sinks.BufferedDatabaseSink(
+            interval=CHILD_FLUSH_INTERVAL, hold_final=True, autoflush=not _sqlite()
+        )
+    sinks.install(sink)
+
+
+def _sqlite() -> bool:
+    from django.db import connection
+
+    return connection.vendor == "sqlite"
 
 
 def flush_after_task(**_: Any) -> None:
@@ -107,6 +126,7 @@ def declare_dead_letter_queue(**_: Any) -> None:
 
 def connect(app: Any) -> None:
     app.steps["worker"].add(RecorderProcess)
+    app.steps["worker"].add(WaitingJobsReporter)
     signals.worker_init.connect(install_worker_sink, weak=False, dispatch_uid="tasks.worker_sink")
     signals.worker_process_init.connect(
         install_child_sink, weak=False, dispatch_uid="tasks.child_sink"

@@ -165,3 +165,24 @@ def test_a_sink_keeps_one_event_per_attempt_so_the_history_survives_folding() ->
     assert rows[0]["next_attempt_at"] == later
     # Folded per job (as one upsert needs), the first attempt would be gone.
     assert [e.attempt for e in merge_job_events(events)] == [2]
+
+
+def test_received_is_reported_only_for_jobs_still_waiting_on_the_second_look() -> None:
+    from tasks.waiting_jobs import WaitingJobs
+
+    class Request:  # hashable, as Celery's are (the worker keeps them in WeakSets)
+        def __init__(self, task_id: str) -> None:
+            self.id = task_id
+
+    quick, held = Request("quick"), Request("held")
+    jobs = WaitingJobs()
+    requests = {"quick": quick, "held": held}
+
+    assert jobs.look(requests, active=set()) == []  # first sight: maybe about to start
+    assert jobs.look(requests, active={quick}) == [held]  # quick started: never RECEIVED
+    assert jobs.look(requests, active={quick}) == []  # held is recorded once
+    del requests["held"]
+    requests["held"] = held  # a redelivery of the same id later is a new wait
+    assert jobs.look({}, active=set()) == []
+    assert jobs.look(requests, active={quick}) == []
+    assert jobs.look(requests, active={quick}) == [held]

@@ -260,7 +260,16 @@ class JobAdmin(admin.ModelAdmin):
             ),
         )
         if not rows:
-            return "No attempt has started yet."
+            if job.started_at is None:
+                return "No attempt has started yet."
+            # A first attempt that succeeded is recorded on the job row only.
+            rows = format_html(
+                "<tr><td>1</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td><td></td></tr>",
+                job.status,
+                job.worker,
+                _time(job.started_at),
+                _time(job.finished_at),
+            )
         return format_html(
             '<table class="attempt-history"><thead><tr><th>#</th><th>outcome</th>'
             "<th>worker</th><th>started</th><th>finished</th><th>error</th>"

@@ -242,12 +242,19 @@ def attempt_rows(events: Iterable[JobEvent]) -> list[dict[str, Any]]:
 
     An attempt starts with STARTED (from the pool child) and ends with its outcome;
     RETRY also comes from the retry's re-publish, carrying when the next attempt is due.
+    A first attempt that succeeded has no row unless it was seen running (its STARTED
+    written separately); the job row is its history.
     """
     rows: dict[str, dict[str, Any]] = {}
     for event in events:
         if event.attempt < 1:
             continue
         state = event.state
+        if event.attempt == 1 and event.status == JobStatus.SUCCESS and "started_at" in state:
+            # The common case, a job done at its first try, whose STARTED came in the
+            # same event: the job row already says all of it (started, finished,
+            # worker), and a second row per job would double the database's work.
+            continue
         if event.status == JobStatus.STARTED:
             if "started_at" not in state:
                 continue  # a progress report

@@ -186,3 +186,14 @@ def test_received_is_reported_only_for_jobs_still_waiting_on_the_second_look() -
     assert jobs.look({}, active=set()) == []
     assert jobs.look(requests, active={quick}) == []
     assert jobs.look(requests, active={quick}) == [held]
+
+
+def test_a_first_try_success_needs_no_attempt_row_unless_it_was_seen_running() -> None:
+    from tasks.recording import attempt_rows
+
+    start = timezone.now()
+    quick = JobEvent("t-q", JobStatus.SUCCESS, 1, state={"started_at": start, "finished_at": start})
+    assert attempt_rows([quick]) == []
+    # A long task's STARTED was written on its own; its end must close that row.
+    slow_end = JobEvent("t-s", JobStatus.SUCCESS, 1, state={"finished_at": start})
+    assert [(r["number"], r["status"]) for r in attempt_rows([slow_end])] == [(1, "SUCCESS")]

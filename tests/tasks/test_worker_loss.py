@@ -14,6 +14,7 @@ from celery import Celery, current_app
 
 from devstack.redis_server import RedisServer
 from tests.conftest import worker_env
+from tests.support.brokers import Broker
 from tests.support.jobs import wait_for_job
 from tests.support.worker import WorkerProcess
 
@@ -64,14 +65,17 @@ def test_poison_pill_is_retried_a_bounded_number_of_times_then_dead_lettered(
 
 
 def test_whole_worker_killed_its_job_is_delivered_again_to_a_new_worker(
-    redis_live_worker: WorkerProcess,
+    live_worker: WorkerProcess,
+    broker: Broker,
     redis_server: RedisServer,
     celery_app: Celery,
     output_dir: Path,
     redis_client: redis.Redis,
 ) -> None:
+    """Redis gives an unacknowledged message back after the visibility timeout (3 s
+    here); RabbitMQ as soon as the dead worker's connection closes."""
     env = {
-        **worker_env(redis_server.url, side_redis_url=redis_server.url),
+        **worker_env(broker.url, side_redis_url=redis_server.url),
         "CELERY_VISIBILITY_TIMEOUT": "3",
         # Jobs due later than this wait in the outbox; it must stay below the timeout.
         "TASKS_HOLD_AFTER": "1",
@@ -79,6 +83,8 @@ def test_whole_worker_killed_its_job_is_delivered_again_to_a_new_worker(
         "CELERY_UNACKED_RESTORE_INTERVAL": "1",
         "CELERY_UNACKED_RESTORE_THROTTLE": "1",
     }
+    if not broker.is_redis:
+        env["TASKS_RABBITMQ_DEAD_LETTER_POLICY"] = "1"  # as the session worker
     queue = f"loss-{uuid.uuid4().hex[:8]}"
 
     def start_worker(n: int) -> WorkerProcess:

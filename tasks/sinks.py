@@ -34,6 +34,7 @@ from django.conf import settings
 
 from tasks import recording
 from tasks.recording import JobEvent, ResultEvent
+from tasks.stream_writer import StreamWriter
 
 logger = logging.getLogger(__name__)
 
@@ -242,13 +243,16 @@ class StreamSink(_BufferedSink):
     ) -> None:
         self._client = redis.Redis.from_url(url)
         self._stream = stream
+        self._writer = StreamWriter(self._client, stream)
         super().__init__(autoflush=autoflush, interval=interval, hold_final=hold_final)
 
     def _write(self, jobs: list[JobEvent], results: list[ResultEvent]) -> None:
-        self._client.xadd(self._stream, {"e": encode(jobs, results)})
+        self._writer.send(encode(jobs, results))
 
     def close(self) -> None:
         super().close()
+        with self._flush_lock:
+            self._writer.close()
         self._client.close()
 
 

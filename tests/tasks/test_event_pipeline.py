@@ -197,3 +197,29 @@ def test_a_first_try_success_needs_no_attempt_row_unless_it_was_seen_running() -
     # A long task's STARTED was written on its own; its end must close that row.
     slow_end = JobEvent("t-s", JobStatus.SUCCESS, 1, state={"finished_at": start})
     assert [(r["number"], r["status"]) for r in attempt_rows([slow_end])] == [(1, "SUCCESS")]
+
+
+def test_stream_writer_lands_every_entry_and_resends_after_a_broken_connection(
+    redis_server: RedisServer,
+) -> None:
+    from tasks.stream_writer import StreamWriter
+
+    client = redis.Redis.from_url(redis_server.url)
+    stream = f"test:writer:{uuid.uuid4().hex}"
+    writer = StreamWriter(client, stream)
+    try:
+        for n in range(50):
+            writer.send(f"entry {n}")
+        # The connection breaks with a reply unread: that entry is sent again.
+        writer.send("before the break")
+        assert writer._connection is not None
+        writer._connection.disconnect()
+        writer.send("after the break")
+        writer.close()
+        entries = [fields[b"e"].decode() for _, fields in client.xrange(stream)]
+    finally:
+        client.delete(stream)
+        client.close()
+    assert entries[:50] == [f"entry {n}" for n in range(50)]
+    assert "before the break" in entries  # once or twice: delivery is at least once
+    assert entries[-1] == "after the break"

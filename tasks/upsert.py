@@ -54,28 +54,58 @@ class UpsertPlan:
             groups[tuple(sorted(row))].append(row)
         with connection.cursor() as cursor:
             for carried, group in groups.items():
+                if connection.vendor == "postgresql":
+                    # One array per column, `unnest`ed into rows: the statement is the
+                    # same short text for any number of rows, so psycopg parses it once
+                    # and PostgreSQL prepares it once. A multi-row VALUES list of 200
+                    # rows is several kB of SQL that psycopg re-parsed on every call
+                    # (measured: 40% of the recorder's time).
+                    sql = self._unnest_sql(carried)
+                    rows_params = [self._row_params(carried, row) for row in group]
+                    cursor.execute(sql, [list(column) for column in zip(*rows_params, strict=True)])
+                    continue
                 for start in range(0, len(group), CHUNK):
                     chunk = group[start : start + CHUNK]
                     sql, params = self._statement(carried, chunk)
                     cursor.execute(sql, params)
 
-    def _statement(
-        self, carried: tuple[str, ...], rows: list[Mapping[str, Any]]
-    ) -> tuple[str, list[Any]]:
+    def _compiled_for(self, carried: tuple[str, ...]) -> Any:
         cache_key = (carried, connection.vendor)
         compiled = self._statements.get(cache_key)
         if compiled is None:
             compiled = self._statements[cache_key] = self._compiled(carried)
-        head, row_placeholders, tail, converters, defaults = compiled
+        return compiled
+
+    def _unnest_sql(self, carried: tuple[str, ...]) -> str:
+        cache_key = (carried, "unnest")
+        sql = self._statements.get(cache_key)
+        if sql is None:
+            head, _, tail, converters, _ = self._compiled_for(carried)
+            meta = self.model._meta
+            arrays = ", ".join(f"%s::{_array_type(meta.get_field(name))}" for name, _ in converters)
+            sql = self._statements[cache_key] = (
+                head.replace(" VALUES ", f" SELECT * FROM unnest({arrays})")  # noqa: S608
+                + tail
+            )
+        return sql
+
+    def _row_params(self, carried: tuple[str, ...], row: Mapping[str, Any]) -> list[Any]:
+        _, _, _, converters, defaults = self._compiled_for(carried)
+        full = {**defaults, **row}
+        return [
+            value if convert is None or value is None else convert(value)
+            for name, convert in converters
+            for value in (full[name],)
+        ]
+
+    def _statement(
+        self, carried: tuple[str, ...], rows: list[Mapping[str, Any]]
+    ) -> tuple[str, list[Any]]:
+        head, row_placeholders, tail, _, _ = self._compiled_for(carried)
         sql = head + ", ".join([row_placeholders] * len(rows)) + tail
         params: list[Any] = []
         for row in rows:
-            full = {**defaults, **row}
-            params.extend(
-                value if convert is None or value is None else convert(value)
-                for name, convert in converters
-                for value in (full[name],)
-            )
+            params.extend(self._row_params(carried, row))
         return sql, params
 
     def _compiled(
@@ -139,6 +169,14 @@ _PLAIN_TYPES = {
     "SmallIntegerField",
     "TextField",
 }
+
+
+def _array_type(field: Any) -> str:
+    """The PostgreSQL array type of a column, for `unnest` (e.g. "varchar(255)[]")."""
+    db_type = field.db_type(connection)
+    if field.get_internal_type() in ("AutoField", "BigAutoField"):
+        db_type = "bigint"
+    return f"{db_type}[]"
 
 
 def _converter(field: Any) -> Any:

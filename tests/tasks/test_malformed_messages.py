@@ -59,3 +59,29 @@ def test_malformed_messages_do_not_stop_the_worker_and_are_recorded(
     assert "Malformed message: it has no task name" in headerless.error
     # The entry that was not even an envelope is kept, unchanged, for inspection.
     assert not_json.encode() in redis_client.lrange(MALFORMED_QUEUE, 0, -1)
+
+
+def test_an_undecodable_body_is_recorded_on_any_broker(live_worker: WorkerProcess) -> None:
+    """The same fault through the broker's own client (RabbitMQ too): a message whose
+    JSON body is broken, published by a faulty producer."""
+    from celery import current_app
+    from kombu import Exchange, Queue
+
+    task_id = str(uuid.uuid4())
+    queue = Queue("default", Exchange("default", type="direct"), routing_key="default")
+    with current_app.connection_for_write() as connection:
+        connection.Producer().publish(
+            b"{not json",
+            exchange=queue.exchange,
+            routing_key="default",
+            declare=[queue],
+            content_type="application/json",
+            content_encoding="utf-8",
+            headers={"id": task_id, "task": "tasks.demo.add", "lang": "py"},
+        )
+
+    job = wait_for_job(task_id)
+    assert job.status == JobStatus.FAILURE
+    assert "Malformed message: the body could not be decoded" in job.error
+    assert wait_for_job(add.delay(3, 4).id).result == 7
+    assert live_worker.is_alive()

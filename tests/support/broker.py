@@ -9,22 +9,14 @@ from typing import Any
 
 import redis
 from celery import Celery
-from kombu import pools
 
-from tests.support.brokers import REDIS_TRANSPORT
+from tests.support.brokers import REDIS_TRANSPORT, Broker, point_app_at
 
 PRIORITY_SEPARATOR = "\x06\x16"  # kombu's Redis priority sub-lists: "<queue>\x06\x16<n>"
 
 
 def _point_at(app: Celery, url: str, transport: str | None) -> None:
-    # kombu keeps one connection pool and one producer pool per broker URL in a global
-    # registry, and a closed one stays there: going back to a URL used before would
-    # get "Acquire on closed pool". Start from empty registries instead.
-    app.conf.broker_url = url
-    app.conf.broker_transport = transport
-    pools.reset()
-    app._pool = None
-    app.amqp._producer_pool = None
+    point_app_at(app, Broker("redis" if transport else "rabbitmq", url, transport))
 
 
 @contextmanager

@@ -4,34 +4,18 @@ queue refuses new jobs with QueueFull and records nothing."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
-from celery import Celery
 from django.db import transaction
 from django.test import override_settings
 
-from devstack.redis_server import RedisServer
 from tasks.exceptions import QueueFull
 from tasks.models import Job, JobStatus, OutboxMessage
 from tests.faults import count_run, routed_high
-from tests.support.broker import clear_queue, queued_messages, use_broker
+from tests.support.broker import clear_queue, queued_messages
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def publish_to_the_session_redis(
-    request: pytest.FixtureRequest, celery_app: Celery, redis_server: RedisServer
-) -> Iterator[None]:
-    """Tests that read Redis publish to the session Redis, whatever the session worker's
-    fixture (parametrised over brokers) left the app pointed at."""
-    if "live_worker" in request.fixturenames:
-        yield
-        return
-    with use_broker(celery_app, redis_server.url):
-        yield
 
 
 def unconsumed_queue() -> str:

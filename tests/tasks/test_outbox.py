@@ -36,19 +36,6 @@ from tests.support.worker import WorkerProcess
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def publish_to_the_session_redis(
-    request: pytest.FixtureRequest, celery_app: Celery, redis_server: RedisServer
-) -> Iterator[None]:
-    """Tests that read Redis publish to the session Redis, whatever the session worker's
-    fixture (parametrised over brokers) left the app pointed at."""
-    if "live_worker" in request.fixturenames:
-        yield
-        return
-    with use_broker(celery_app, redis_server.url):
-        yield
-
-
 def enqueue_counted_job(request: HttpRequest) -> JsonResponse:
     """A view as users write them: enqueue inside the request's transaction."""
     with transaction.atomic():

@@ -5,35 +5,19 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from celery import Celery
 from django.db import connection, connections, transaction
 
-from devstack.redis_server import RedisServer
 from tasks import exceptions
 from tasks.exceptions import InvalidUniqueKey
 from tasks.models import DemoCounter, Job, JobStatus, OutboxMessage
 from tests.faults import unique_by_callable, unique_count, unique_short_ttl
-from tests.support.broker import use_broker
 from tests.support.jobs import wait_for_job
 from tests.support.worker import WorkerProcess
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def publish_to_the_session_redis(
-    request: pytest.FixtureRequest, celery_app: Celery, redis_server: RedisServer
-) -> Iterator[None]:
-    """Tests that read Redis publish to the session Redis, whatever the session worker's
-    fixture (parametrised over brokers) left the app pointed at."""
-    if "live_worker" in request.fixturenames:
-        yield
-        return
-    with use_broker(celery_app, redis_server.url):
-        yield
 
 
 def unconsumed_queue() -> str:

@@ -117,16 +117,6 @@ def _peek_amqp(connection: Any, limit: int) -> list[str]:
     return [task_id for task_id in ids if task_id]
 
 
-def depth() -> int:
-    """Messages waiting in the dead-letter queue."""
-    with current_app.connection_for_write() as connection:
-        channel = connection.default_channel
-        queue = dead_letter_queue()(channel)
-        queue.declare()
-        _, count, _ = channel.queue_declare(QUEUE, passive=True)
-        return int(count)
-
-
 def remove(task_ids: Iterable[str]) -> int:
     """Take these jobs' messages off the dead-letter queue; returns how many were found."""
     wanted = set(task_ids)

@@ -42,28 +42,32 @@ def enabled_for(task: Any) -> bool:
     return bool(choice)
 
 
-def message_of(request: Any, task_name: str) -> dict[str, Any]:
-    """What publishing this job again needs, from a task request (child or main process)."""
-    delivery = getattr(request, "delivery_info", None) or {}
-    message = {
+LINEAGE_HEADERS = ("root_id", "parent_id", "group", correlation.HEADER)
+
+
+def routed_message(
+    task_name: str, delivery: Mapping[str, Any], retries: int, lineage: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What publishing this job again needs beyond its arguments (stored on the row)."""
+    return {
         "task": task_name,
         "queue": delivery.get("routing_key") or "",
         "exchange": delivery.get("exchange") or "",
         "routing_key": delivery.get("routing_key") or "",
         "priority": delivery.get("priority"),
-        "retries": getattr(request, "retries", 0) or 0,
-        "headers": {
-            name: value
-            for name, value in (
-                ("root_id", getattr(request, "root_id", None)),
-                ("parent_id", getattr(request, "parent_id", None)),
-                ("group", getattr(request, "group", None)),
-                (correlation.HEADER, getattr(request, correlation.HEADER, None)),
-            )
-            if value
-        },
+        "retries": retries,
+        "headers": {name: lineage[name] for name in LINEAGE_HEADERS if lineage.get(name)},
     }
-    return message
+
+
+def message_of(request: Any, task_name: str) -> dict[str, Any]:
+    """`routed_message` from a task request (pool child or main process)."""
+    return routed_message(
+        task_name,
+        getattr(request, "delivery_info", None) or {},
+        getattr(request, "retries", 0) or 0,
+        {name: getattr(request, name, None) for name in LINEAGE_HEADERS},
+    )
 
 
 def record_final_failure(
@@ -91,7 +95,7 @@ def record_final_failure(
         args = list(getattr(request, "args", None) or ())
         kwargs = dict(getattr(request, "kwargs", None) or {})
     else:
-        message = {"task": task.name, "queue": "", "headers": {}}
+        message = routed_message(task.name, {}, retries, {})
         args, kwargs = list(args or ()), dict(kwargs or {})
     record(_dead_lettered(event, message))
     # A timed-out message is acknowledged (see CELERY_TASK_ACKS_ON_TIMEOUT), so it
@@ -138,19 +142,7 @@ def record_unknown_task(
     if not settings.TASKS_DEAD_LETTER:
         record(event)
         return
-    message = {
-        "task": name,
-        "queue": delivery.get("routing_key") or "",
-        "exchange": delivery.get("exchange") or "",
-        "routing_key": delivery.get("routing_key") or "",
-        "priority": delivery.get("priority"),
-        "retries": int(headers.get("retries") or 0),
-        "headers": {
-            key: headers[key]
-            for key in ("root_id", "parent_id", "group", correlation.HEADER)
-            if headers.get(key)
-        },
-    }
+    message = routed_message(name, delivery, int(headers.get("retries") or 0), headers)
     record(_dead_lettered(event, message))
     args, kwargs = events.body_arguments(body)
     try:

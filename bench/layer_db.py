@@ -1,11 +1,21 @@
 """The layer's database as the bench sees it, from a Django subprocess of its own.
 
-Run by `bench.run` as `python -m bench.layer_db {rows,reset,watch} ...`:
+Run by `bench.run` as `python -m bench.layer_db {rows,reset,watch,lag,mark} ...`:
 
 - `rows` prints `jobs=<n> results=<n>` (the guard against wiping someone's data);
 - `reset` empties the Job and TaskResult tables before a run;
 - `watch --n N` prints `ready ...` once connected, then `progress ...` lines, then
-  `done <monotonic>` once N jobs are SUCCESS and N results are stored as SUCCESS.
+  `done <monotonic>` once N jobs are SUCCESS and N results are stored as SUCCESS;
+- `lag` prints the visibility lag of the finished jobs;
+- `mark` prints `jobs=<max id> results=<max id>`: the preloaded rows' marks.
+
+Preloaded rows (`bench.scale_ratios`): with PRELOADED_JOB_ID_ENV and
+PRELOADED_RESULT_ID_ENV set to the marks `mark` printed after the load, every command
+sees only the rows above them, the ones the rounds created. Ids come from the tables'
+sequences, which never go back, so a row the bench's tasks wrote always has an id above
+the mark; `reset` deletes along the primary key (`id > mark`, a range scan of the rows
+one round wrote, however big the table), and `watch` and `lag` read the same range, so
+a poll costs the same on 10 million rows as on none.
 
 Why a subprocess rather than Django inside `bench.run`: the orchestrator then never
 holds a database connection at all, across rounds, resets and worker restarts, and it
@@ -24,33 +34,71 @@ exist" would stop the clock before the results are stored.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from typing import Any
 
 import django
 
 POLL_INTERVAL_S = 0.25
+# The highest Job and TaskResult ids of the preloaded rows, which the bench never touches.
+PRELOADED_JOB_ID_ENV = "BENCH_PRELOADED_JOB_ID"
+PRELOADED_RESULT_ID_ENV = "BENCH_PRELOADED_RESULT_ID"
 
 
-def counts() -> tuple[int, int, int]:
-    """(Job rows, Job rows SUCCESS, TaskResult rows SUCCESS)."""
-    from django_celery_results.models import TaskResult
-
-    from tasks.models import Job, JobStatus
-
-    return (
-        Job.objects.count(),
-        Job.objects.filter(status=JobStatus.SUCCESS).count(),
-        TaskResult.objects.filter(status=JobStatus.SUCCESS).count(),
-    )
+def preloaded_marks() -> tuple[int, int] | None:
+    """(Job id, TaskResult id) at or below which rows are preloaded; None: no preload."""
+    job_mark = os.environ.get(PRELOADED_JOB_ID_ENV)
+    result_mark = os.environ.get(PRELOADED_RESULT_ID_ENV)
+    if job_mark is None and result_mark is None:
+        return None
+    if job_mark is None or result_mark is None:
+        raise SystemExit(f"set both {PRELOADED_JOB_ID_ENV} and {PRELOADED_RESULT_ID_ENV}")
+    return int(job_mark), int(result_mark)
 
 
-def rows() -> int:
+def bench_rows() -> tuple[Any, Any]:
+    """(Job rows, TaskResult rows) the bench's rounds wrote: all, or those above the marks."""
     from django_celery_results.models import TaskResult
 
     from tasks.models import Job
 
-    print(f"jobs={Job.objects.count()} results={TaskResult.objects.count()}", flush=True)
+    jobs, results = Job.objects.all(), TaskResult.objects.all()
+    marks = preloaded_marks()
+    if marks is not None:
+        jobs, results = jobs.filter(id__gt=marks[0]), results.filter(id__gt=marks[1])
+    return jobs, results
+
+
+def counts() -> tuple[int, int, int]:
+    """(Job rows, Job rows SUCCESS, TaskResult rows SUCCESS)."""
+    from tasks.models import JobStatus
+
+    jobs, results = bench_rows()
+    return (
+        jobs.count(),
+        jobs.filter(status=JobStatus.SUCCESS).count(),
+        results.filter(status=JobStatus.SUCCESS).count(),
+    )
+
+
+def rows() -> int:
+    jobs, results = bench_rows()
+    print(f"jobs={jobs.count()} results={results.count()}", flush=True)
+    return 0
+
+
+def mark() -> int:
+    """The highest ids now in both tables: after a preload, the marks to keep below."""
+    from django.db.models import Max
+    from django_celery_results.models import TaskResult
+
+    from tasks.models import Job
+
+    job_mark = Job.objects.aggregate(top=Max("id"))["top"] or 0
+    result_mark = TaskResult.objects.aggregate(top=Max("id"))["top"] or 0
+    print(f"jobs={job_mark} results={result_mark}", flush=True)
     return 0
 
 
@@ -61,12 +109,16 @@ def reset() -> int:
     `retried_from` SET_NULL in Python; everything goes here, so there is nothing to
     null. PostgreSQL gets TRUNCATE, which also drops the dead tuples a DELETE would leave
     behind for the next round to wade through; SQLite's bare DELETE is its truncate.
+    With preloaded rows, only the rows above the marks go (`reset_above`).
     """
     from django.db import connection
     from django_celery_results.models import TaskResult
 
     from tasks.models import Job
 
+    marks = preloaded_marks()
+    if marks is not None:
+        return reset_above(*marks)
     tables = [connection.ops.quote_name(m._meta.db_table) for m in (Job, TaskResult)]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -74,6 +126,45 @@ def reset() -> int:
         else:
             for table in tables:
                 cursor.execute(f"DELETE FROM {table}")  # noqa: S608 (our own table names)
+    return 0
+
+
+def reset_above(job_mark: int, result_mark: int) -> int:
+    """Delete the rows above the marks (the rounds' own), keep the preloaded ones.
+
+    `id > mark` is a range scan of the primary key over the few thousand rows a round
+    wrote. A plain VACUUM then makes their space reusable and cuts the emptied pages off
+    the table's end, so the next round writes into the table as the load left it; with
+    so few dead rows PostgreSQL skips the passes over the indexes (PostgreSQL 14's
+    bypass under 2% of the pages), so it reads only the pages the round touched.
+    """
+    from django.db import connection
+    from django_celery_results.models import TaskResult
+
+    from tasks.models import Job
+
+    pairs = [(Job, job_mark), (TaskResult, result_mark)]
+    started = time.monotonic()
+    deleted = []
+    with connection.cursor() as cursor:
+        for model, top in pairs:
+            table = connection.ops.quote_name(model._meta.db_table)
+            cursor.execute(f"DELETE FROM {table} WHERE id > %s", [top])  # noqa: S608
+            deleted.append(cursor.rowcount)
+        deleted_at = time.monotonic()
+        if connection.vendor == "postgresql":
+            # VACUUM cannot run in a transaction block; Django's connection is in
+            # autocommit here.
+            tables = ", ".join(connection.ops.quote_name(m._meta.db_table) for m, _ in pairs)
+            cursor.execute(f"VACUUM {tables}")
+    # To the log (stderr): what a reset costs on a big table.
+    print(
+        f"reset above jobs={job_mark} results={result_mark}: deleted {deleted[0]} jobs, "
+        f"{deleted[1]} results in {deleted_at - started:.2f} s, "
+        f"vacuum {time.monotonic() - deleted_at:.2f} s",
+        file=sys.stderr,
+        flush=True,
+    )
     return 0
 
 
@@ -99,9 +190,10 @@ def lag() -> int:
     """Visibility lag: from a job's finish (stamped by the pool child) to the write of its
     row (`updated_at`, stamped by the recorder). A later write to the row (e.g. a
     RECEIVED arriving after SUCCESS) only makes the figure larger, never smaller."""
-    from tasks.models import Job, JobStatus
+    from tasks.models import JobStatus
 
-    pairs = Job.objects.filter(status=JobStatus.SUCCESS, finished_at__isnull=False).values_list(
+    jobs, _ = bench_rows()
+    pairs = jobs.filter(status=JobStatus.SUCCESS, finished_at__isnull=False).values_list(
         "finished_at", "updated_at"
     )
     lags_ms = sorted((updated - finished).total_seconds() * 1000 for finished, updated in pairs)
@@ -120,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("rows")
     commands.add_parser("reset")
     commands.add_parser("lag")
+    commands.add_parser("mark")
     watch_parser = commands.add_parser("watch")
     watch_parser.add_argument("--n", type=int, required=True)
     watch_parser.add_argument("--timeout", type=float, required=True)
@@ -131,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         return reset()
     if args.command == "lag":
         return lag()
+    if args.command == "mark":
+        return mark()
     return watch(args.n, args.timeout)
 
 

@@ -43,6 +43,7 @@ import redis
 
 from bench import processes, report
 from bench.bare_app import BROKER_URL_ENV, COUNTER_KEY, QUEUE
+from bench.layer_db import PRELOADED_JOB_ID_ENV, PRELOADED_RESULT_ID_ENV
 from devstack.redis_server import RedisServer
 
 ROOT = processes.ROOT
@@ -65,6 +66,8 @@ OWNED_ENV = (
     "SECRET_KEY",
     "LOG_LEVEL",
     BROKER_URL_ENV,
+    PRELOADED_JOB_ID_ENV,
+    PRELOADED_RESULT_ID_ENV,
 )
 
 
@@ -77,6 +80,7 @@ class Options:
     database_url: str | None
     postgres: bool = True
     memory_jobs: int = 100_000
+    scale_rows: int = 0  # PostgreSQL rounds again on this many preloaded jobs (0: not)
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -100,6 +104,17 @@ def parse_args(argv: list[str] | None) -> Options:
         help="skip the PostgreSQL runs (default: run them when 127.0.0.1:5432 answers)",
     )
     parser.add_argument(
+        "--no-scale",
+        action="store_true",
+        help="skip the PostgreSQL rounds against a preloaded job table (bench.scale_ratios)",
+    )
+    parser.add_argument(
+        "--scale-rows",
+        type=int,
+        default=10_000_000,
+        help="finished jobs preloaded for those rounds (default 10000000)",
+    )
+    parser.add_argument(
         "--memory-jobs",
         type=int,
         default=100_000,
@@ -108,18 +123,20 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke test: N=500, 1 round, memory check on 6000 jobs, SQLite only",
+        help="smoke test: N=500, 1 round, memory check on 6000 jobs, SQLite only, no scale",
     )
     args = parser.parse_args(argv)
     n, rounds = (500, 1) if args.quick else (args.n, args.rounds)
     if n <= 100 or rounds < 1:
         parser.error("--n must be over 100 and --rounds at least 1")
+    postgres = not (args.no_postgres or args.quick or args.database_url)
     return Options(
         n=n,
         rounds=rounds,
         database_url=args.database_url,
-        postgres=not (args.no_postgres or args.quick or args.database_url),
+        postgres=postgres,
         memory_jobs=6000 if args.quick else args.memory_jobs,
+        scale_rows=args.scale_rows if postgres and not args.no_scale else 0,
     )
 
 
@@ -561,6 +578,9 @@ def run_on(
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Here, not at the top: bench.scale_ratios builds on this module's Bench.
+    from bench import scale_ratios
+
     options = parse_args(argv)
     signal.signal(signal.SIGTERM, terminate)
     signal.signal(signal.SIGHUP, terminate)
@@ -571,6 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     own_sqlite = run_dir / "layer.sqlite3"
     results: dict[str, dict[str, Any]] = {}
     memory: dict[str, Any] | None = None
+    loaded: dict[str, Any] | None = None  # the PostgreSQL rounds on a preloaded table
     try:
         with RedisServer() as server:
             first_url = options.database_url or f"sqlite:///{own_sqlite}"
@@ -596,6 +617,10 @@ def main(argv: list[str] | None = None) -> int:
                     if pg_url:
                         pg = run_on(options, server, pg_url, run_dir / "db2", True)
                         results["PostgreSQL"] = {"database": redacted(pg_url), "runs": pg.runs}
+                        if options.scale_rows:
+                            loaded = scale_ratios.loaded_rounds(
+                                options, server, pg_url, run_dir / "db3", options.scale_rows
+                            )
             meta = {
                 "started_at": started.isoformat(),
                 "n": options.n,
@@ -616,7 +641,16 @@ def main(argv: list[str] | None = None) -> int:
         entry["medians"] = report.medians(entry["runs"])
         entry["ratios_layer_over_bare"] = report.ratios(entry["medians"])
     verdicts = report.targets(results, memory)
-    document = {**meta, "databases": results, "memory": memory, "targets": verdicts}
+    if loaded is not None:
+        scale_ratios.summarize(loaded)
+        verdicts += scale_ratios.verdicts(results["PostgreSQL"], loaded)
+    document = {
+        **meta,
+        "databases": results,
+        "memory": memory,
+        "scale": loaded,
+        "targets": verdicts,
+    }
     results_path = RESULTS / f"{stamp}.json"
     report.write_json(results_path, document)
     for label, entry in results.items():
@@ -626,6 +660,9 @@ def main(argv: list[str] | None = None) -> int:
                 {**meta, "database": f"{label}: {entry['database']}"}, entry["medians"]
             )
         )
+    if loaded is not None:
+        print()
+        print(scale_ratios.format_report(meta, results["PostgreSQL"], loaded))
     print()
     print(report.format_targets(verdicts))
     print(f"\nraw per-round figures: {results_path.relative_to(ROOT)}")

@@ -207,6 +207,17 @@ def write(job_events: Iterable[JobEvent], result_events: Iterable[ResultEvent]) 
             RESULT_PLAN.execute(_result_row(event, now) for event in results)
 
 
+def write_in_transaction(job_events: Iterable[JobEvent]) -> None:
+    """Job events written in the transaction already open, with no savepoint of their
+    own: `.delay()`'s PENDING rows, written with the caller's COMMIT (a savepoint would
+    be two more statements per transaction, and the caller's transaction fails as a
+    whole if the write fails)."""
+    jobs = merge_job_events(job_events)
+    if jobs:
+        now = timezone.now()
+        JOB_PLAN.execute(_job_row(event, now) for event in jobs)
+
+
 def merge_job_events(events: Iterable[JobEvent], per_attempt: bool = False) -> list[JobEvent]:
     """Fold each job's events, in arrival order, into one: what applying them one by one
     would leave, so a batch costs one row write per job.

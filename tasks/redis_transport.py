@@ -10,6 +10,13 @@ logs what it was, so nothing is lost and the worker keeps consuming. Messages wh
 envelope is fine but whose body or headers are not a task go through Celery's own
 handling (tasks.malformed records what was wrong on the job's row where an id can be
 read). Selected by CELERY_BROKER_TRANSPORT when the broker is Redis.
+
+It also keeps one redis-py client per channel for the synchronous commands (every
+publish, every acknowledgement). kombu builds a new `redis.Redis` for each of them,
+and redis-py's constructor fills a table of ~170 response callbacks every time: about
+a fifth of the CPU of a publish in perf-baseline.md's profile (`_create_client`). The
+client holds no connection of its own (it borrows from the channel's pool per
+command), so one shared client behaves exactly like a new one.
 """
 
 from __future__ import annotations
@@ -29,6 +36,20 @@ _ENVELOPE_KEYS = ("body", "properties")
 
 
 class Channel(kombu_redis.Channel):
+    _sync_client: Any = None
+    _sync_client_pool: Any = None
+
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        """kombu's client, built once per connection pool for synchronous use."""
+        if asynchronous:
+            return super()._create_client(asynchronous=True)
+        pool = self.pool
+        if self._sync_client is None or self._sync_client_pool is not pool:
+            # A reconnect replaces the pool (kombu's _disconnect_pools): rebuild then.
+            self._sync_client = super()._create_client(asynchronous=False)
+            self._sync_client_pool = pool
+        return self._sync_client
+
     def _brpop_read(self, **options: Any) -> bool:
         try:
             try:

@@ -103,7 +103,15 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+# The layer's backends are Django's own plus one thing: `.delay()` inside a transaction
+# writes its rows with the COMMIT, in the same round trip (tasks.deferred_enqueue).
+_LAYER_BACKENDS = {
+    "django.db.backends.postgresql": "tasks.db_backends.postgresql",
+    "django.db.backends.sqlite3": "tasks.db_backends.sqlite3",
+}
+_ENGINE = DATABASES["default"]["ENGINE"]
+DATABASES["default"]["ENGINE"] = _LAYER_BACKENDS.get(_ENGINE, _ENGINE)
+if _ENGINE == "django.db.backends.sqlite3":
     # Web, worker and beat are separate processes writing one file: WAL lets readers
     # proceed during a write, IMMEDIATE takes the write lock at BEGIN (no deadlocking
     # upgrade from a read lock), and the timeout makes writers queue instead of failing.

@@ -33,10 +33,19 @@ from django.utils import timezone
 from kombu.exceptions import EncodeError
 from kombu.serialization import dumps
 
-from tasks import backpressure, cancellation, correlation, events, outbox, progress, uniqueness
+from tasks import (
+    backpressure,
+    cancellation,
+    correlation,
+    deferred_enqueue,
+    events,
+    outbox,
+    progress,
+    uniqueness,
+)
 from tasks import retry_policy as retry_policy_module
 from tasks.exceptions import BrokerUnavailable, UnserializableArguments
-from tasks.recording import record_now
+from tasks.recording import record_now, write_in_transaction
 from tasks.retry_policy import RetryPolicy
 
 logger = logging.getLogger(__name__)
@@ -274,12 +283,21 @@ class TrackedTask(Task):
                     return holder
             if due_at is None:
                 backpressure.check(self.app, queue)
-            record_now(pending)
+            write_in_transaction([pending])  # the caller's or record_and_publish's
             if deferred or due_at is not None:
                 entry.insert()
             return None
 
         if deferred:
+            connection = transaction.get_connection(DEFAULT_DB_ALIAS)
+            if key is None and due_at is None and deferred_enqueue.supported(connection):
+                # The rows are written with the caller's COMMIT (or before its next
+                # statement), then published: tasks.deferred_enqueue.
+                backpressure.check(self.app, queue)
+                deferred_enqueue.defer(
+                    connection, deferred_enqueue.DeferredEnqueue(entry, pending, self.app)
+                )
+                return self.AsyncResult(task_id)
             holder = record()
             if holder is not None:
                 return self.AsyncResult(holder)

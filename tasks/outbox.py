@@ -39,10 +39,13 @@ synchronised to well under the lease (NTP), as Celery's ETAs do already.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -60,6 +63,7 @@ from kombu.exceptions import OperationalError
 
 from tasks.models import JobStatus, OutboxMessage
 from tasks.recording import JobEvent
+from tasks.upsert import Merge, UpsertPlan
 
 logger = logging.getLogger(__name__)
 
@@ -204,19 +208,54 @@ class Entry:
         )
 
     def insert(self, error: str = "") -> None:
-        """Write the row (in the current transaction, if any)."""
-        OutboxMessage.objects.create(
+        """Write the row (in the current transaction, if any).
+
+        A retry reuses its job's task id, and the row of the job's first publish may
+        still wait for its batched delete (`_Deletions`): the retry's row replaces it,
+        with a claim of its own, so that delete no longer matches it.
+        """
+        OutboxMessage.objects.update_or_create(
             task_id=self.task_id,
-            name=self.name,
-            args=self.args,
-            kwargs=self.kwargs,
-            options=self.options,
-            due_at=self.due_at,
-            claimed_at=self.claimed_at,
-            attempts=1 if error else 0,
-            last_error=error[:2000],
-            created_at=timezone.now(),
+            defaults={
+                "name": self.name,
+                "args": self.args,
+                "kwargs": self.kwargs,
+                "options": self.options,
+                "due_at": self.due_at,
+                "claimed_at": self.claimed_at,
+                "attempts": 1 if error else 0,
+                "last_error": error[:2000],
+                "created_at": timezone.now(),
+            },
         )
+
+
+# Written by `insert_entries` (bulk, inside the caller's transaction): a plain INSERT
+# in effect; the conflict rule only makes a second write of the same message harmless.
+OUTBOX_PLAN = UpsertPlan(
+    model=OutboxMessage,
+    key="task_id",
+    merges={"claimed_at": Merge.ALWAYS},
+    insert_defaults={"attempts": 0, "last_error": ""},
+)
+
+
+def insert_entries(entries: list[Entry]) -> None:
+    """Write many messages in one statement (in the current transaction)."""
+    now = timezone.now()
+    OUTBOX_PLAN.execute(
+        {
+            "task_id": entry.task_id,
+            "name": entry.name,
+            "args": entry.args,
+            "kwargs": entry.kwargs,
+            "options": entry.options,
+            "due_at": entry.due_at,
+            "claimed_at": entry.claimed_at,
+            "created_at": now,
+        }
+        for entry in entries
+    )
 
 
 def send(entry: Entry, app: Any = None, *, add_to_parent: bool = True) -> None:
@@ -287,7 +326,7 @@ def publish_claimed(entry: Entry, app: Any = None, *, raise_errors: bool = False
             raise
         logger.exception("Could not publish job %s (%s) after commit", entry.task_id, entry.name)
         return False
-    _delete(entry.task_id, claim)
+    _deletions.add(entry.task_id, claim)
     return True
 
 
@@ -406,6 +445,75 @@ def _delete(task_id: str, claim: datetime) -> None:
     except Exception:
         # Published but still in the outbox: published again when the lease ends.
         logger.exception("Published job %s but could not delete its outbox row", task_id)
+
+
+class _Deletions:
+    """Outbox rows of published messages, deleted in batches from a thread.
+
+    A DELETE and its COMMIT per `.delay()` in a transaction cost more than the publish
+    itself; one DELETE per batch every DELETE_INTERVAL costs almost nothing. Delivery
+    stays at least once, as with a publisher that dies between publish and delete: a
+    row whose delete was lost with its process is published again when its lease ends
+    (same task id). Each delete matches the row's claim, so a row claimed again since
+    (a reconciler after the lease, a retry's own row) is left alone.
+    """
+
+    DELETE_INTERVAL = 0.1  # seconds a published message's row may outlive its publish
+    BATCH = 200
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[tuple[str, datetime]] = []
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def add(self, task_id: str, claim: datetime) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child: the parent deletes its own
+                self._pending, self._thread, self._pid = [], None, os.getpid()
+                atexit.register(self.flush)
+            self._pending.append((task_id, claim))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="outbox-deletions", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Delete every pending row now, in the calling thread."""
+        while True:
+            with self._lock:
+                batch, self._pending = self._pending[: self.BATCH], self._pending[self.BATCH :]
+            if not batch:
+                return
+            matches = Q()
+            for task_id, claim in batch:
+                matches |= Q(task_id=task_id, claimed_at=claim)
+            try:
+                OutboxMessage.objects.filter(matches).delete()
+            except Exception:
+                # Published but still in the outbox: published again when the lease ends.
+                logger.exception("Could not delete %s published outbox row(s)", len(batch))
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(self.DELETE_INTERVAL)
+            self._wake.clear()
+            try:
+                self.flush()
+            finally:
+                connections.close_all()
+
+
+_deletions = _Deletions()
+
+
+def flush_deletions() -> None:
+    """Delete now the rows of messages this process published (tests, shutdown)."""
+    _deletions.flush()
 
 
 def outside_transaction(fn: Callable[[], T]) -> T:

@@ -1,0 +1,129 @@
+"""`.delay()` inside a transaction: the job's rows written with the caller's COMMIT.
+
+The PENDING row and the outbox message must be part of the caller's transaction (a
+rollback removes them, a commit makes both durable before anything is published). The
+simple way, two INSERTs at `.delay()` time, costs a database round trip per call on
+PostgreSQL: more than Celery's whole publish on this machine. Instead `.delay()`
+registers a `DeferredEnqueue` with `transaction.on_commit`, and the connection writes
+the rows of every such hook still registered:
+
+- just before the COMMIT, in the same transaction (on PostgreSQL in pipeline mode, so
+  INSERTs and COMMIT share one round trip), all jobs of the transaction in one
+  statement per table;
+- or earlier, before the next statement the transaction runs, so the transaction reads
+  its own jobs (`Job.objects.get(task_id=...)` right after `.delay()` finds the row).
+
+Savepoints need nothing of their own: Django drops the on-commit hooks registered
+inside a savepoint that rolls back, so their rows are never written (or, written
+already, are rolled back with it). After the commit the same hook publishes the message
+(tasks.outbox.publish_claimed); if that fails the message waits in the outbox.
+
+Only connections of the layer's backends (tasks.db_backends) do this; on any other the
+rows are written at `.delay()` time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tasks.outbox import Entry
+    from tasks.recording import JobEvent
+
+# This module is imported by the database backends (tasks.db_backends), before Django's
+# apps are ready: models, outbox and recording are imported where they are used.
+
+logger = logging.getLogger(__name__)
+
+# Statements that must not trigger the write: Django's own savepoint bookkeeping.
+_SAVEPOINT_SQL = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
+
+
+class DeferredEnqueue:
+    """The on-commit hook of one `.delay()`: its rows to write, then its publish."""
+
+    __slots__ = ("app", "entry", "event", "written")
+
+    def __init__(self, entry: Entry, event: JobEvent, app: Any) -> None:
+        self.entry = entry
+        self.event = event
+        self.app = app
+        self.written = False
+
+    def __call__(self) -> None:
+        """After commit: publish; a failure leaves the message in the outbox (logged)."""
+        from tasks import outbox
+
+        try:
+            outbox.publish_claimed(self.entry, self.app)
+        except Exception:
+            logger.exception(
+                "Publishing job %s (%s) after commit failed; it stays in the outbox",
+                self.entry.task_id,
+                self.entry.name,
+            )
+
+
+def supported(connection: Any) -> bool:
+    return bool(getattr(connection, "defers_enqueue_writes", False))
+
+
+def defer(connection: Any, hook: DeferredEnqueue) -> None:
+    """Register the hook on the connection's current transaction."""
+    connection.on_commit(hook, robust=True)
+    connection.unwritten_enqueues += 1
+
+
+def write_pending(connection: Any) -> None:
+    """Write the rows of every registered hook not written yet (in the transaction)."""
+    from tasks import pending_rows
+
+    if not connection.unwritten_enqueues:
+        return
+    connection.unwritten_enqueues = 0  # first: the statements below pass the wrapper
+    hooks = [
+        hook
+        for _savepoints, hook, _robust in connection.run_on_commit
+        if isinstance(hook, DeferredEnqueue) and not hook.written
+    ]
+    if not hooks:
+        return
+    for hook in hooks:
+        hook.written = True
+    pending_rows.write(connection, [(hook.event, hook.entry) for hook in hooks])
+
+
+class DeferredEnqueueMixin:
+    """For a Django DatabaseWrapper: write deferred enqueues before the next statement
+    or with the COMMIT."""
+
+    defers_enqueue_writes = True
+    unwritten_enqueues = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Innermost of the wrappers (Django's execute_wrapper() appends after it).
+        self.execute_wrappers.append(self._write_enqueues_first)  # type: ignore[attr-defined]
+
+    def _write_enqueues_first(
+        self, execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        if self.unwritten_enqueues and not sql.lstrip().upper().startswith(_SAVEPOINT_SQL):
+            write_pending(self)
+        return execute(sql, params, many, context)
+
+    def _commit(self) -> None:
+        if self.unwritten_enqueues and self.connection is not None:  # type: ignore[attr-defined]
+            self._write_with_commit()
+            return
+        super()._commit()  # type: ignore[misc]
+
+    def _write_with_commit(self) -> None:
+        write_pending(self)
+        super()._commit()  # type: ignore[misc]
+
+    def _rollback(self) -> None:
+        self.unwritten_enqueues = 0  # Django drops the hooks with the transaction
+        super()._rollback()  # type: ignore[misc]

@@ -1,0 +1,124 @@
+"""The rows `.delay()` writes in the caller's transaction: one statement on PostgreSQL.
+
+A PENDING job row and its outbox message are new rows under a new task id, so they
+need none of the recorder's merge rules: one `INSERT` per table, both in one SQL
+statement (a data-modifying CTE) whose parameters are two JSON documents. The
+statement text is the same for any number of jobs, so psycopg prepares it once per
+connection and PostgreSQL plans it once; parameters are bound on the server (Django's
+cursors quote them into the SQL text in Python). Measured against the two generic
+upserts it replaces: one statement instead of two, and no per-call planning.
+
+A task id that already has a row (an explicit `task_id=` reused) keeps that row:
+`ON CONFLICT DO NOTHING`, as a PENDING event loses to every other state anyway. Other
+databases use the generic upserts (tasks.recording, tasks.outbox).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+
+if TYPE_CHECKING:
+    from tasks.outbox import Entry
+    from tasks.recording import JobEvent
+
+
+def write(connection: Any, jobs: Sequence[tuple[JobEvent, Entry]]) -> None:
+    """Insert the jobs' PENDING rows and outbox messages (in the open transaction)."""
+    from django.utils import timezone
+
+    if connection.vendor != "postgresql":
+        from tasks import outbox
+        from tasks.recording import write_in_transaction
+
+        write_in_transaction([event for event, _ in jobs])
+        outbox.insert_entries([entry for _, entry in jobs])
+        return
+    import psycopg
+
+    now = timezone.now().isoformat()
+    job_defaults, outbox_defaults = _defaults()
+    job_rows = [
+        {
+            **job_defaults,
+            **event.facts,
+            **event.state,
+            "task_id": event.task_id,
+            "status": event.status,
+            "attempts": event.attempt,
+            "created_at": event.at,
+            "updated_at": now,
+        }
+        for event, _ in jobs
+    ]
+    outbox_rows = [
+        {
+            **outbox_defaults,
+            "task_id": entry.task_id,
+            "name": entry.name,
+            "args": entry.args,
+            "kwargs": entry.kwargs,
+            "options": entry.options,
+            "due_at": entry.due_at,
+            "claimed_at": entry.claimed_at,
+            "created_at": now,
+        }
+        for _, entry in jobs
+    ]
+    connection.ensure_connection()
+    with connection.make_cursor(psycopg.Cursor(connection.connection)) as cursor:
+        cursor.execute(_statement(), [_json(job_rows), _json(outbox_rows)])
+
+
+def _json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, cls=_Encoder, separators=(",", ":"))
+
+
+class _Encoder(DjangoJSONEncoder):
+    def default(self, o: Any) -> Any:
+        if isinstance(o, datetime):
+            return o.isoformat()  # with microseconds, unlike DjangoJSONEncoder's
+        return super().default(o)
+
+
+@cache
+def _defaults() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every NOT NULL column's default, which a row written by SQL must carry itself."""
+    from tasks.models import Job, OutboxMessage
+
+    def defaults(model: Any) -> dict[str, Any]:
+        return {
+            field.column: field.get_default()
+            for field in model._meta.concrete_fields
+            if not field.null and field.has_default()
+        }
+
+    return defaults(Job), defaults(OutboxMessage)
+
+
+@cache
+def _statement() -> str:
+    from django.db import connection
+
+    from tasks.models import Job, OutboxMessage
+
+    quote = connection.ops.quote_name
+
+    def insert(model: Any) -> str:
+        table = quote(model._meta.db_table)
+        columns = ", ".join(
+            quote(field.column) for field in model._meta.concrete_fields if field.name != "id"
+        )
+        # Identifiers from model metadata; the rows are the statement's parameters.
+        return (
+            f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608
+            f"FROM json_populate_recordset(NULL::{table}, %s::json) "
+            "ON CONFLICT (task_id) DO NOTHING"
+        )
+
+    return f"WITH jobs AS ({insert(Job)}) {insert(OutboxMessage)}"

@@ -4,8 +4,18 @@ Run by `bench.run` as `python -m bench.producer {bare,layer} --n N --out FILE`. 
 side imports only what it measures: `bare` imports `bench.bare_app` and nothing of
 Django; `layer` sets Django up and calls the project's `tasks.demo.noop.delay(i)`, so
 the layer's figures include everything `.delay()` costs in a Django process (here, the
-Job row written by the publish signals). Calls are made outside any transaction: the
-plain publish path, not the on-commit outbox.
+Job row written by the publish signals). `layer` calls are made outside any
+transaction: the plain publish path.
+
+In a transaction (`bare-atomic`, `layer-atomic`) each call is what a view that creates
+something and enqueues a job for it does: `transaction.atomic()`, one INSERT of an
+application row (`bench_order`), the enqueue, COMMIT. Both sides pay the same
+transaction; what differs is the enqueue: bare is plain Celery published on commit
+(Celery's `delay_on_commit`: `transaction.on_commit(partial(task.delay, ...))`, with
+Django's own backend and nothing of this project installed), layer is `.delay()`, which
+writes the PENDING row and the outbox message in that transaction and publishes after
+commit. A transaction with no write of its own would measure nothing a view does: the
+bare side would commit an empty transaction for free.
 
 The first WARMUP calls open the broker (and database) connections, so they are timed
 but left out of the figures.
@@ -48,25 +58,54 @@ def layer_task() -> Any:
     return noop
 
 
-def publish(task: Any, n: int, atomic: bool = False) -> dict[str, Any]:
-    """Publish n tasks; return the figures (the first WARMUP calls left out).
+def bare_django_task() -> Any:
+    """Plain Celery in a Django process with nothing of this project installed."""
+    import django
 
-    `atomic`: each call in a transaction of its own, as a view enqueueing one job
-    does (the PENDING row is written in it, the publish happens on commit).
-    """
-    from contextlib import nullcontext
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.bare_django_settings"
+    django.setup()
+    return bare_task()
 
-    transaction: Any = None
-    if atomic:
-        from django.db import transaction
+
+APP_TABLE = "bench_order"
+
+
+def create_app_table() -> None:
+    """The application's own table that each benchmarked transaction writes a row to."""
+    from django.db import connection
+
+    key = "bigserial" if connection.vendor == "postgresql" else "integer"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE IF NOT EXISTS {APP_TABLE} "
+            f"(id {key} PRIMARY KEY, number integer NOT NULL, created_at varchar(40) NOT NULL)"
+        )
+
+
+def view_transaction(enqueue: Any) -> Any:
+    """One call as a view makes it: a transaction, an application row, the enqueue."""
+    from django.db import connection, transaction
+
+    insert = f"INSERT INTO {APP_TABLE} (number, created_at) VALUES (%s, %s)"  # noqa: S608
+
+    def call(i: int) -> None:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(insert, [i, str(time.time())])
+            enqueue(i)
+
+    return call
+
+
+def publish(call: Any, n: int) -> dict[str, Any]:
+    """Make n calls of `call(i)`; return the figures (the first WARMUP calls left out)."""
     latencies_ns: list[int] = []
     cpu_start = time.process_time()
     wall_start = time.perf_counter_ns()
     measured_from = wall_start
     for i in range(n):
         before = time.perf_counter_ns()
-        with transaction.atomic() if atomic else nullcontext():
-            task.delay(i)
+        call(i)
         after = time.perf_counter_ns()
         latencies_ns.append(after - before)
         if i == WARMUP - 1:
@@ -89,14 +128,31 @@ def publish(task: Any, n: int, atomic: bool = False) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("side", choices=["bare", "layer", "layer-atomic"])
+    parser.add_argument("side", choices=["bare", "layer", "bare-atomic", "layer-atomic"])
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--out", type=Path, required=True, help="where to write the JSON")
     args = parser.parse_args(argv)
     if args.n <= WARMUP:
         parser.error(f"--n must be more than the {WARMUP} warm-up calls")
-    task = bare_task() if args.side == "bare" else layer_task()
-    figures = publish(task, args.n, atomic=args.side == "layer-atomic")
+    if args.side == "bare":
+        call = bare_task().delay
+    elif args.side == "layer":
+        call = layer_task().delay
+    else:
+        from functools import partial
+
+        from django.db import transaction
+
+        if args.side == "bare-atomic":
+            task = bare_django_task()
+
+            def enqueue(i: int) -> None:
+                transaction.on_commit(partial(task.delay, i))  # Celery's delay_on_commit
+        else:
+            enqueue = layer_task().delay
+        create_app_table()
+        call = view_transaction(enqueue)
+    figures = publish(call, args.n)
     args.out.write_text(json.dumps(figures, indent=2))
     return 0
 

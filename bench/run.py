@@ -251,7 +251,16 @@ class Bench:
 
     def produce(self, side: str, number: int) -> dict[str, Any]:
         out = self.run_dir / f"producer-{side}-{number}.json"
-        env = self.bare_env if side == "bare" else self.layer_env
+        env = {
+            "bare": self.bare_env,
+            # Django for the application's transaction, nothing of the layer
+            # (bench.bare_django_settings); the bench's Redis for the publish.
+            "bare-atomic": {
+                **self.bare_env,
+                "DATABASE_URL": self.database_url,
+                "DJANGO_SETTINGS_MODULE": "bench.bare_django_settings",
+            },
+        }.get(side, self.layer_env)
         # The producer's own time limit: N publishes at 10/s is far below any real rate.
         processes.run(
             ["-m", "bench.producer", side, "--n", str(self.n), "--out", str(out)],
@@ -336,15 +345,17 @@ class Bench:
         figures["lag_p95_ms"] = float(lag["p95_ms"])
         return figures
 
-    def atomic_enqueue_round(self, number: int) -> dict[str, Any]:
-        """Enqueue only: `.delay()` inside a transaction (PENDING row + publish on commit)."""
+    def atomic_enqueue_round(self, number: int, side: str = "layer-atomic") -> dict[str, Any]:
+        """Enqueue only, in a view-shaped transaction (bench.producer): `layer-atomic` is
+        `.delay()` (PENDING row + outbox in the transaction, published on commit),
+        `bare-atomic` plain Celery published on commit, on the same database."""
         self.redis.flushall()
         self.layer_db("reset")
-        produced = self.produce("layer-atomic", number)
-        queued = self.check_queued(LAYER_QUEUE)
+        produced = self.produce(side, number)
+        queued = self.check_queued(QUEUE if side == "bare-atomic" else LAYER_QUEUE)
         return {
             "round": number,
-            "side": "layer-atomic",
+            "side": side,
             "enqueue_per_s": produced["enqueue_per_s"],
             "publish_p50_us": produced["publish_p50_us"],
             "publish_p99_us": produced["publish_p99_us"],
@@ -485,6 +496,7 @@ class Bench:
             for side, one_round in (
                 ("bare", self.bare_round),
                 ("layer", self.layer_round),
+                ("bare-atomic", lambda n: self.atomic_enqueue_round(n, "bare-atomic")),
                 ("layer-atomic", self.atomic_enqueue_round),
             ):
                 figures = one_round(number)

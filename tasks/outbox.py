@@ -488,11 +488,8 @@ class _Deletions:
                 batch, self._pending = self._pending[: self.BATCH], self._pending[self.BATCH :]
             if not batch:
                 return
-            matches = Q()
-            for task_id, claim in batch:
-                matches |= Q(task_id=task_id, claimed_at=claim)
             try:
-                OutboxMessage.objects.filter(matches).delete()
+                _delete_claimed(batch)
             except Exception:
                 # Published but still in the outbox: published again when the lease ends.
                 logger.exception("Could not delete %s published outbox row(s)", len(batch))
@@ -509,6 +506,21 @@ class _Deletions:
 
 
 _deletions = _Deletions()
+
+
+def _delete_claimed(rows: list[tuple[str, datetime]]) -> None:
+    """One prepared DELETE run for many (task id, claim) pairs, in one transaction.
+
+    Plain SQL: the ORM built and compiled a query with one OR branch per row, which
+    cost more CPU than the rest of the batched path together (profiled on SQLite).
+    """
+    connection = connections[OutboxMessage.objects.db]
+    quote = connection.ops.quote_name
+    table = quote(OutboxMessage._meta.db_table)
+    sql = f"DELETE FROM {table} WHERE task_id = %s AND claimed_at = %s"  # noqa: S608
+    adapt = connection.ops.adapt_datetimefield_value
+    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+        cursor.executemany(sql, [(task_id, adapt(claim)) for task_id, claim in rows])
 
 
 def flush_deletions() -> None:

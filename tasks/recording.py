@@ -19,6 +19,7 @@ An event has two kinds of fields:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -69,6 +70,9 @@ DATETIMES = frozenset(
     f.name for f in Job._meta.concrete_fields if f.get_internal_type() == "DateTimeField"
 )
 RESULT_DATETIMES = frozenset({"date_created", "date_started", "date_done"})
+#: A ResultEvent field: the task's return value as it is, for `result_row` to encode
+#: (tasks.results sends plain JSON results so, not encoded in the pool child).
+RAW_RESULT = "raw_result"
 
 JOB_PLAN = UpsertPlan(
     model=Job,
@@ -333,12 +337,24 @@ def _job_row(event: JobEvent, now: datetime) -> dict[str, Any]:
 
 
 def _result_row(event: ResultEvent, now: datetime) -> dict[str, Any]:
-    return {
-        "task_id": event.task_id,
-        "date_created": now,
-        "date_done": now,
-        **event.fields,
-    }
+    row = {"task_id": event.task_id, "date_created": now, "date_done": now, **event.fields}
+    if RAW_RESULT in row:
+        # What django-celery-results' _store_result writes for a plain JSON result
+        # (kombu's JSON is json.dumps; no children, no request.meta, no traceback).
+        row["result"] = json.dumps(row.pop(RAW_RESULT))
+        row["task_args"] = json.dumps(row["task_args"])
+        row["task_kwargs"] = json.dumps(row["task_kwargs"])
+        row.update(_PLAIN_RESULT_COLUMNS)
+    return row
+
+
+_PLAIN_RESULT_COLUMNS = {
+    "content_type": "application/json",
+    "content_encoding": "utf-8",
+    "meta": json.dumps({"children": []}),
+    "traceback": None,
+    "periodic_task_name": None,
+}
 
 
 def _parse_times(values: Mapping[str, Any], names: frozenset[str]) -> dict[str, Any]:

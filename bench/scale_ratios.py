@@ -20,6 +20,9 @@ database of the bench's own, in one run, on one Redis:
 skips it). On its own, with empty-table rounds of its own:
 
     .venv/bin/python -m bench.scale_ratios --rows 200000 --n 2000 --rounds 2
+
+`--server HOST:PORT` points it at another PostgreSQL server than 127.0.0.1:5432 (trust
+auth, user postgres), e.g. a private cluster that no other session restarts mid-run.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -173,7 +176,23 @@ def format_report(
     return f"{tables}\n\n{format_comparison(empty, loaded)}"
 
 
-def parse_args(argv: list[str] | None) -> tuple[bench_run.Options, int]:
+@contextlib.contextmanager
+def own_database(stamp: str, server: str) -> Iterator[str]:
+    """A database of the bench's own on the PostgreSQL at `server`, dropped afterwards."""
+    import psycopg
+
+    name = f"bench_layer_{stamp.lower()}"
+    with psycopg.connect(
+        f"postgresql://postgres@{server}/postgres", autocommit=True, connect_timeout=5
+    ) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"postgres://postgres@{server}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def parse_args(argv: list[str] | None) -> tuple[bench_run.Options, int, str]:
     parser = argparse.ArgumentParser(
         prog="python -m bench.scale_ratios",
         description="Enqueue/drain ratios on an empty and on a loaded job table (PostgreSQL).",
@@ -183,14 +202,20 @@ def parse_args(argv: list[str] | None) -> tuple[bench_run.Options, int]:
     parser.add_argument(
         "--rounds", type=int, default=3, help="interleaved rounds on each table (default 3)"
     )
+    parser.add_argument(
+        "--server",
+        default="127.0.0.1:5432",
+        help="the PostgreSQL server (HOST:PORT, trust auth as postgres; default 127.0.0.1:5432)",
+    )
     args = parser.parse_args(argv)
     if args.n <= 100 or args.rounds < 1 or args.rows < 1:
         parser.error("--n must be over 100, --rounds and --rows at least 1")
-    return bench_run.Options(args.n, args.rounds, None, postgres=True, memory_jobs=0), args.rows
+    options = bench_run.Options(args.n, args.rounds, None, postgres=True, memory_jobs=0)
+    return options, args.rows, args.server
 
 
 def main(argv: list[str] | None = None) -> int:
-    options, rows = parse_args(argv)
+    options, rows, pg_server = parse_args(argv)
     signal.signal(signal.SIGTERM, bench_run.terminate)
     signal.signal(signal.SIGHUP, bench_run.terminate)
     started = datetime.now(UTC)
@@ -198,9 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = bench_run.VAR_BENCH / f"{stamp}-scale"
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
-        with RedisServer() as server, bench_run.postgres_database(stamp) as pg_url:
-            if pg_url is None:
-                return 2
+        with RedisServer() as server, own_database(stamp, pg_server) as pg_url:
             empty_bench = bench_run.run_on(options, server, pg_url, run_dir / "empty", True)
             empty = {"database": bench_run.redacted(pg_url), "runs": empty_bench.runs}
             loaded = loaded_rounds(options, server, pg_url, run_dir / "loaded", rows)

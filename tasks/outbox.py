@@ -462,7 +462,8 @@ class _Deletions:
     BATCH = 200
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _pending, held only to move rows
+        self._flushing = threading.Lock()  # held while a batch is being deleted
         self._pending: list[tuple[str, datetime]] = []
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -482,17 +483,24 @@ class _Deletions:
         self._wake.set()
 
     def flush(self) -> None:
-        """Delete every pending row now, in the calling thread."""
-        while True:
-            with self._lock:
-                batch, self._pending = self._pending[: self.BATCH], self._pending[self.BATCH :]
-            if not batch:
-                return
-            try:
-                _delete_claimed(batch)
-            except Exception:
-                # Published but still in the outbox: published again when the lease ends.
-                logger.exception("Could not delete %s published outbox row(s)", len(batch))
+        """Delete every pending row now, in the calling thread (after any batch another
+        thread is deleting: when this returns, every row published so far is gone)."""
+        with self._flushing:
+            while True:
+                with self._lock:
+                    batch = self._pending[: self.BATCH]
+                    self._pending = self._pending[self.BATCH :]
+                if not batch:
+                    return
+                self._delete(batch)
+
+    @staticmethod
+    def _delete(batch: list[tuple[str, datetime]]) -> None:
+        try:
+            _delete_claimed(batch)
+        except Exception:
+            # Published but still in the outbox: published again when the lease ends.
+            logger.exception("Could not delete %s published outbox row(s)", len(batch))
 
     def _run(self) -> None:
         while True:

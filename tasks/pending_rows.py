@@ -3,10 +3,10 @@
 A PENDING job row and its outbox message are new rows under a new task id, so they
 need none of the recorder's merge rules: one `INSERT` per table, both in one SQL
 statement (a data-modifying CTE) whose parameters are two JSON documents. The
-statement text is the same for any number of jobs, so psycopg prepares it once per
-connection and PostgreSQL plans it once; parameters are bound on the server (Django's
-cursors quote them into the SQL text in Python). Measured against the two generic
-upserts it replaces: one statement instead of two, and no per-call planning.
+statement text is the same for any number of jobs; parameters are bound on the server
+(Django's cursors quote them into the SQL text in Python). Measured on PostgreSQL 15
+here: 0.04 ms to plan, 0.3 ms to run for one job (explicit preparation made no
+difference), against two generic upserts of 0.2 ms planning and 0.4 ms each.
 
 A task id that already has a row (an explicit `task_id=` reused) keeps that row:
 `ON CONFLICT DO NOTHING`, as a PENDING event loses to every other state anyway. Other

@@ -76,13 +76,15 @@ def _write_reconnecting(jobs: list[JobEvent], results: list[ResultEvent]) -> Non
     """
     from django.db import InterfaceError, OperationalError, connection
 
+    from tasks import storable
+
     try:
-        recording.write(jobs, results)
+        storable.write_or_apart(recording.write, jobs, results)
     except (OperationalError, InterfaceError):
         if connection.in_atomic_block:
             raise
         connection.close()
-        recording.write(jobs, results)
+        storable.write_or_apart(recording.write, jobs, results)
 
 
 class _Buffer:
@@ -215,8 +217,10 @@ class BufferedDatabaseSink(_BufferedSink):
     def _write(self, jobs: list[JobEvent], results: list[ResultEvent]) -> None:
         from django.db import connection
 
+        from tasks import storable
+
         try:
-            recording.write([json_safe(event) for event in jobs], results)
+            storable.write_or_apart(recording.write, [json_safe(event) for event in jobs], results)
         except Exception:
             connection.close()
             raise

@@ -22,10 +22,6 @@ from django.db import connection
 from django.db.models import Model
 
 CHUNK = 200  # rows per statement: far below SQLite's 32766 bound variables
-# PostgreSQL batches of at least this many rows go as one array per column (`unnest`);
-# smaller ones as a VALUES list, whose scalars psycopg dumps far more cheaply than it
-# finds the element type of each array (profiled: ~1 ms per one-row statement).
-UNNEST_FROM = 8
 
 
 class Merge(Enum):

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 import redis
+from django.db import connection
 from django.utils import timezone
 
 from devstack.redis_server import RedisServer
@@ -223,3 +224,56 @@ def test_stream_writer_lands_every_entry_and_resends_after_a_broken_connection(
     assert entries[:50] == [f"entry {n}" for n in range(50)]
     assert "before the break" in entries  # once or twice: delivery is at least once
     assert entries[-1] == "after the break"
+
+
+def test_a_value_the_database_refuses_does_not_block_the_batch(
+    stream: redis.Redis, redis_server: RedisServer, stream_name: str
+) -> None:
+    """NaN is not JSON and PostgreSQL stores no NUL: the batch is written apart, the odd
+    values replaced, and every job of it recorded (no endless retry)."""
+    sink = sinks.StreamSink(redis_server.url, autoflush=False, stream=stream_name)
+    for event in a_life("t-fine"):
+        sink.emit_job(event)
+    odd = {"t-nan": float("nan"), "t-nul": "a\x00b", "t-inf": [1.0, float("inf")]}
+    for task_id, result in odd.items():
+        sink.emit_job(
+            JobEvent(
+                task_id, JobStatus.SUCCESS, 1, facts={"name": "demo.x"}, state={"result": result}
+            )
+        )
+        sink.emit_result(ResultEvent(task_id, {"status": "SUCCESS", "result": repr(result)}))
+    sink.flush()
+    recorder = Recorder(redis_server.url, consumer="test", stream=stream_name)
+    recorder.ensure_group()
+    assert recorder.step(block=False) == 1
+    results = dict(
+        Job.objects.filter(task_id__in=[*odd, "t-fine"]).values_list("task_id", "result")
+    )
+    assert results == {
+        "t-fine": {"ok": True},
+        "t-nan": "nan",
+        # SQLite stores a NUL as it is; PostgreSQL cannot.
+        "t-nul": "a\x00b" if connection.vendor == "sqlite" else "a\ufffdb",
+        "t-inf": [1.0, "inf"],
+    }
+    assert set(Job.objects.filter(task_id__in=odd).values_list("status", flat=True)) == {
+        JobStatus.SUCCESS
+    }
+    assert stream.xlen(stream_name) == 0
+    sink.close()
+
+
+def test_the_database_sink_of_other_brokers_also_stores_a_refused_value_replaced() -> None:
+    sink = sinks.BufferedDatabaseSink(interval=3600)
+    for event in a_life("t-ok"):
+        sink.emit_job(event)
+    nan = JobEvent(
+        "t-nan2", JobStatus.SUCCESS, 1, facts={"name": "d"}, state={"result": [float("nan")]}
+    )
+    sink.emit_job(nan)
+    sink.flush()
+    assert dict(Job.objects.values_list("task_id", "result")) == {
+        "t-ok": {"ok": True},
+        "t-nan2": ["nan"],
+    }
+    sink.close()

@@ -207,6 +207,19 @@ class Entry:
             row.task_id, row.name, row.args, row.kwargs, row.options, row.claimed_at, row.due_at
         )
 
+    def as_row(self, created_at: datetime) -> dict[str, Any]:
+        """The row's columns, for writes in bulk (not attempts and last_error)."""
+        return {
+            "task_id": self.task_id,
+            "name": self.name,
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "options": self.options,
+            "due_at": self.due_at,
+            "claimed_at": self.claimed_at,
+            "created_at": created_at,
+        }
+
     def insert(self, error: str = "") -> None:
         """Write the row (in the current transaction, if any).
 
@@ -243,19 +256,7 @@ OUTBOX_PLAN = UpsertPlan(
 def insert_entries(entries: list[Entry]) -> None:
     """Write many messages in one statement (in the current transaction)."""
     now = timezone.now()
-    OUTBOX_PLAN.execute(
-        {
-            "task_id": entry.task_id,
-            "name": entry.name,
-            "args": entry.args,
-            "kwargs": entry.kwargs,
-            "options": entry.options,
-            "due_at": entry.due_at,
-            "claimed_at": entry.claimed_at,
-            "created_at": now,
-        }
-        for entry in entries
-    )
+    OUTBOX_PLAN.execute(entry.as_row(now) for entry in entries)
 
 
 def send(entry: Entry, app: Any = None, *, add_to_parent: bool = True) -> None:

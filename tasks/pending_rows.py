@@ -41,7 +41,7 @@ def write(connection: Any, jobs: Sequence[tuple[JobEvent, Entry]]) -> None:
         return
     import psycopg
 
-    now = timezone.now().isoformat()
+    now = timezone.now()
     job_defaults, outbox_defaults = _defaults()
     job_rows = [
         {
@@ -56,20 +56,7 @@ def write(connection: Any, jobs: Sequence[tuple[JobEvent, Entry]]) -> None:
         }
         for event, _ in jobs
     ]
-    outbox_rows = [
-        {
-            **outbox_defaults,
-            "task_id": entry.task_id,
-            "name": entry.name,
-            "args": entry.args,
-            "kwargs": entry.kwargs,
-            "options": entry.options,
-            "due_at": entry.due_at,
-            "claimed_at": entry.claimed_at,
-            "created_at": now,
-        }
-        for _, entry in jobs
-    ]
+    outbox_rows = [{**outbox_defaults, **entry.as_row(now)} for _, entry in jobs]
     connection.ensure_connection()
     with connection.make_cursor(psycopg.Cursor(connection.connection)) as cursor:
         cursor.execute(_statement(), [_json(job_rows), _json(outbox_rows)])

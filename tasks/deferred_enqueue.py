@@ -24,7 +24,6 @@ rows are written at `.delay()` time.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -35,8 +34,6 @@ if TYPE_CHECKING:
 # This module is imported by the database backends (tasks.db_backends), before Django's
 # apps are ready: models, outbox and recording are imported where they are used.
 
-logger = logging.getLogger(__name__)
-
 # Statements that must not trigger the write: Django's own savepoint bookkeeping.
 _SAVEPOINT_SQL = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
 
@@ -44,26 +41,19 @@ _SAVEPOINT_SQL = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
 class DeferredEnqueue:
     """The on-commit hook of one `.delay()`: its rows to write, then its publish."""
 
-    __slots__ = ("app", "entry", "event", "written")
+    __slots__ = ("entry", "event", "publish", "written")
 
     def __init__(self, entry: Entry, event: JobEvent, app: Any) -> None:
+        from tasks import outbox
+
         self.entry = entry
         self.event = event
-        self.app = app
+        # The outbox's own commit hook: publish, and on failure leave the message there.
+        self.publish = outbox.commit_hook(entry, app)
         self.written = False
 
     def __call__(self) -> None:
-        """After commit: publish; a failure leaves the message in the outbox (logged)."""
-        from tasks import outbox
-
-        try:
-            outbox.publish_claimed(self.entry, self.app)
-        except Exception:
-            logger.exception(
-                "Publishing job %s (%s) after commit failed; it stays in the outbox",
-                self.entry.task_id,
-                self.entry.name,
-            )
+        self.publish()
 
 
 def supported(connection: Any) -> bool:

@@ -227,19 +227,10 @@ class Entry:
         still wait for its batched delete (`_Deletions`): the retry's row replaces it,
         with a claim of its own, so that delete no longer matches it.
         """
+        row = self.as_row(timezone.now())
         OutboxMessage.objects.update_or_create(
-            task_id=self.task_id,
-            defaults={
-                "name": self.name,
-                "args": self.args,
-                "kwargs": self.kwargs,
-                "options": self.options,
-                "due_at": self.due_at,
-                "claimed_at": self.claimed_at,
-                "attempts": 1 if error else 0,
-                "last_error": error[:2000],
-                "created_at": timezone.now(),
-            },
+            task_id=row.pop("task_id"),
+            defaults={**row, "attempts": 1 if error else 0, "last_error": error[:2000]},
         )
 
 

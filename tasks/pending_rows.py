@@ -41,21 +41,11 @@ def write(connection: Any, jobs: Sequence[tuple[JobEvent, Entry]]) -> None:
         return
     import psycopg
 
+    from tasks.recording import job_row
+
     now = timezone.now()
     job_defaults, outbox_defaults = _defaults()
-    job_rows = [
-        {
-            **job_defaults,
-            **event.facts,
-            **event.state,
-            "task_id": event.task_id,
-            "status": event.status,
-            "attempts": event.attempt,
-            "created_at": event.at,
-            "updated_at": now,
-        }
-        for event, _ in jobs
-    ]
+    job_rows = [{**job_defaults, **job_row(event, now)} for event, _ in jobs]
     outbox_rows = [{**outbox_defaults, **entry.as_row(now)} for _, entry in jobs]
     connection.ensure_connection()
     with connection.make_cursor(psycopg.Cursor(connection.connection)) as cursor:

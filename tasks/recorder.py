@@ -136,26 +136,15 @@ class Recorder:
 
     @staticmethod
     def _write_until_done(write: Callable[..., None], jobs: list, results: list) -> None:
-        from django.db import (
-            DatabaseError,
-            DataError,
-            IntegrityError,
-            close_old_connections,
-            connection,
-        )
+        from django.db import DatabaseError, close_old_connections, connection
 
         from tasks import storable
 
         delay = 0.1
         while True:
             try:
-                write(jobs, results)
-                return
-            except (DataError, IntegrityError) as exc:
-                # The batch holds a value the database refuses: retrying cannot help.
-                logger.warning("A batch holds a value the database refuses (%s)", exc)
-                close_old_connections()
-                storable.write_apart(write, jobs, results)
+                # A value the database refuses is not retried (tasks.storable).
+                storable.write_or_apart(write, jobs, results)
                 return
             except DatabaseError as exc:
                 logger.warning("Database write failed (%s); retrying in %.1fs", exc, delay)

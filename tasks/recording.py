@@ -204,7 +204,7 @@ def write(job_events: Iterable[JobEvent], result_events: Iterable[ResultEvent]) 
     now = timezone.now()
     with transaction.atomic():
         if jobs:
-            JOB_PLAN.execute(_job_row(event, now) for event in jobs)
+            JOB_PLAN.execute(job_row(event, now) for event in jobs)
         if attempts:
             ATTEMPT_PLAN.execute(attempts)
         if results:
@@ -219,7 +219,7 @@ def write_in_transaction(job_events: Iterable[JobEvent]) -> None:
     jobs = merge_job_events(job_events)
     if jobs:
         now = timezone.now()
-        JOB_PLAN.execute(_job_row(event, now) for event in jobs)
+        JOB_PLAN.execute(job_row(event, now) for event in jobs)
 
 
 def merge_job_events(events: Iterable[JobEvent], per_attempt: bool = False) -> list[JobEvent]:
@@ -324,7 +324,8 @@ def merge_result_events(events: Iterable[ResultEvent]) -> list[ResultEvent]:
     return list(merged.values())
 
 
-def _job_row(event: JobEvent, now: datetime) -> dict[str, Any]:
+def job_row(event: JobEvent, now: datetime) -> dict[str, Any]:
+    """The Job columns an event writes (facts and state by field name)."""
     return {
         "task_id": event.task_id,
         "status": event.status,

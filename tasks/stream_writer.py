@@ -28,23 +28,12 @@ class StreamWriter:
         self._stream = stream
         self._connection: redis.connection.Connection | None = None
         self._unconfirmed: deque[str] = deque()
-        # XADD <stream> * e <payload>, in RESP, up to the payload's length: the command
-        # is the same but for its payload, so it is packed here once, not by redis-py's
-        # general packer on every send.
-        name = stream.encode()
-        self._head = b"*5\r\n$4\r\nXADD\r\n$%d\r\n%s\r\n$1\r\n*\r\n$1\r\ne\r\n" % (
-            len(name),
-            name,
-        )
 
     def send(self, payload: str) -> None:
         """Append one entry; raises only if Redis cannot be reached at all."""
         self.confirm()
         try:
-            data = payload.encode()
-            self._checked_out().send_packed_command(
-                [b"%s$%d\r\n%s\r\n" % (self._head, len(data), data)], check_health=False
-            )
+            self._checked_out().send_command("XADD", self._stream, "*", "e", payload)
         except _LOST:
             self._drop_connection()
             self._client.xadd(self._stream, {"e": payload})

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
@@ -208,8 +208,7 @@ class JobAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        matches = Q(task_id=term) | Q(correlation_id=term) | Q(root_id=term) | Q(name=term)
-        return queryset.filter(matches), False
+        return queryset.matching_id(term), False
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

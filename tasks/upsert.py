@@ -231,6 +231,19 @@ def _converter(field: Any) -> Any:
     return lambda value: field.get_db_prep_save(value, connection)
 
 
+def sqlite_value_converter(field: Any) -> Any:
+    """What `_converter` gives on SQLite, for writers that bypass Django's cursor."""
+    kind = field.get_internal_type()
+    if kind in _PLAIN_TYPES or kind == "ForeignKey":
+        return None
+    if kind == "DateTimeField":
+        return _sqlite_datetime
+    if kind == "JSONField":
+        encoder = field.encoder
+        return lambda value: json.dumps(value, cls=encoder)
+    raise TypeError(f"No SQLite conversion for {field.model.__name__}.{field.name} ({kind})")
+
+
 def _sqlite_datetime(value: datetime) -> str:
     """What Django's SQLite backend stores for an aware datetime (USE_TZ): naive UTC text."""
     if value.tzinfo is UTC:

@@ -80,6 +80,14 @@ def targets(
                 f">= {ENQUEUE_TARGET}",
                 value >= ENQUEUE_TARGET,
             )
+        floor = entry.get("transaction_floor")
+        if floor and "bare-atomic" in medians_:
+            add(
+                f"ceiling in a transaction from the rows alone, {label}",
+                transaction_ceiling(medians_["bare-atomic"]["enqueue_per_s"], floor),
+                f"reported (rows {floor['rows_cost_us']:.0f} µs at the driver)",
+                True,
+            )
         lag = medians_["layer"]["lag_p95_ms"]
         add(
             f"visibility lag p95, {label}",
@@ -107,6 +115,14 @@ def targets(
             "%",
         )
     return verdicts
+
+
+def transaction_ceiling(bare_per_s: float, floor: Mapping[str, float]) -> float:
+    """The best in-transaction ratio a layer could reach that writes the job and outbox
+    rows in the caller's transaction and spends nothing else: bare's time per call over
+    that time plus what the rows cost at the driver (bench.transaction_floor)."""
+    bare_us = 1e6 / bare_per_s
+    return bare_us / (bare_us + max(floor["rows_cost_us"], 0.0))
 
 
 def format_targets(verdicts: Sequence[Mapping[str, Any]]) -> str:

@@ -197,6 +197,7 @@ class Bench:
     database_url: str
     run_dir: Path
     runs: list[dict[str, Any]] = field(default_factory=list)
+    floor: dict[str, Any] | None = None  # bench.transaction_floor's figures
 
     def __post_init__(self) -> None:
         self.redis = redis.Redis.from_url(self.redis_server.url)
@@ -362,6 +363,19 @@ class Bench:
             "producer_cpu_us_per_publish": produced["cpu_s"] / self.n * 1e6,
             "queued": queued,
         }
+
+    def transaction_floor(self) -> dict[str, Any]:
+        """The driver-level cost of the in-transaction rows (bench.transaction_floor)."""
+        self.layer_db("reset")
+        output = processes.run(
+            ["-m", "bench.transaction_floor", "--n", "2000"],
+            self.layer_env,
+            self.log("transaction-floor"),
+            timeout=600,
+        )
+        figures: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
+        self.layer_db("reset")
+        return figures
 
     def memory_check(self, jobs: int) -> dict[str, Any]:
         """A layer worker's RSS (main, pool, recorder) after 5,000 jobs and after `jobs`.
@@ -582,6 +596,13 @@ def run_on(
     bench.prepare_database(own_database=own)
     try:
         bench.run()
+        bench.floor = bench.transaction_floor()
+        print(
+            f"transaction floor: {bench.floor['transaction_us']:.0f} µs per view transaction, "
+            f"{bench.floor['transaction_with_rows_us']:.0f} µs with the job and outbox rows "
+            "(plain INSERTs at the driver)",
+            flush=True,
+        )
     finally:
         processes.stop_all()
         with contextlib.suppress(Exception):
@@ -611,7 +632,11 @@ def main(argv: list[str] | None = None) -> int:
             bench = run_on(
                 options, server, first_url, run_dir / "db1", options.database_url is None
             )
-            results[label] = {"database": redacted(first_url), "runs": bench.runs}
+            results[label] = {
+                "database": redacted(first_url),
+                "runs": bench.runs,
+                "transaction_floor": bench.floor,
+            }
             if options.memory_jobs:
                 print(f"bench: memory check over {options.memory_jobs} jobs", flush=True)
                 memory = bench.memory_check(options.memory_jobs)
@@ -628,7 +653,11 @@ def main(argv: list[str] | None = None) -> int:
                 with postgres_database(stamp) as pg_url:
                     if pg_url:
                         pg = run_on(options, server, pg_url, run_dir / "db2", True)
-                        results["PostgreSQL"] = {"database": redacted(pg_url), "runs": pg.runs}
+                        results["PostgreSQL"] = {
+                            "database": redacted(pg_url),
+                            "runs": pg.runs,
+                            "transaction_floor": pg.floor,
+                        }
                         if options.scale_rows:
                             loaded = scale_ratios.loaded_rounds(
                                 options, server, pg_url, run_dir / "db3", options.scale_rows

@@ -451,6 +451,7 @@ class _Deletions:
     """
 
     DELETE_INTERVAL = 0.1  # seconds a published message's row may outlive its publish
+    IDLE_CLOSE = 5.0  # seconds without a row before the thread closes its connection
     BATCH = 200
 
     def __init__(self) -> None:
@@ -493,34 +494,57 @@ class _Deletions:
         except Exception:
             # Published but still in the outbox: published again when the lease ends.
             logger.exception("Could not delete %s published outbox row(s)", len(batch))
+            # The connection may be what failed (a database restart): the next batch
+            # opens a new one.
+            connections[OutboxMessage.objects.db].close()
 
     def _run(self) -> None:
+        """Delete a batch every DELETE_INTERVAL while there are any, on one connection.
+
+        The connection is kept while rows keep coming and closed after IDLE_CLOSE
+        without any: a new connection per batch (ten a second under load) cost the
+        producer a connect and PostgreSQL a new backend process each time.
+        """
         while True:
-            self._wake.wait()
+            if not self._wake.wait(timeout=self.IDLE_CLOSE):
+                connections.close_all()
+                self._wake.wait()
             time.sleep(self.DELETE_INTERVAL)
             self._wake.clear()
-            try:
-                self.flush()
-            finally:
-                connections.close_all()
+            self.flush()
 
 
 _deletions = _Deletions()
 
 
 def _delete_claimed(rows: list[tuple[str, datetime]]) -> None:
-    """One prepared DELETE run for many (task id, claim) pairs, in one transaction.
+    """Delete many (task id, claim) pairs: on PostgreSQL one statement whose one
+    parameter is a JSON document of the pairs, elsewhere one prepared DELETE run for
+    each pair, in one transaction.
 
     Plain SQL: the ORM built and compiled a query with one OR branch per row, which
-    cost more CPU than the rest of the batched path together (profiled on SQLite).
+    cost more CPU than the rest of the batched path together (profiled on SQLite);
+    psycopg's executemany binds and runs the statement once per row.
     """
     connection = connections[OutboxMessage.objects.db]
     quote = connection.ops.quote_name
     table = quote(OutboxMessage._meta.db_table)
-    sql = f"DELETE FROM {table} WHERE task_id = %s AND claimed_at = %s"  # noqa: S608
-    adapt = connection.ops.adapt_datetimefield_value
-    with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-        cursor.executemany(sql, [(task_id, adapt(claim)) for task_id, claim in rows])
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            pairs = json.dumps(
+                [{"task_id": task_id, "claimed_at": claim.isoformat()} for task_id, claim in rows]
+            )
+            cursor.execute(
+                f"DELETE FROM {table} AS o "  # noqa: S608 (identifiers from model metadata)
+                f"USING json_populate_recordset(NULL::{table}, %s::json) AS d "
+                "WHERE o.task_id = d.task_id AND o.claimed_at = d.claimed_at",
+                [pairs],
+            )
+            return
+        sql = f"DELETE FROM {table} WHERE task_id = %s AND claimed_at = %s"  # noqa: S608
+        adapt = connection.ops.adapt_datetimefield_value
+        with transaction.atomic(using=connection.alias):
+            cursor.executemany(sql, [(task_id, adapt(claim)) for task_id, claim in rows])
 
 
 def flush_deletions() -> None:

@@ -337,3 +337,23 @@ def test_the_reconciler_itself_leaves_no_job_row_when_it_succeeds(
     time.sleep(1)  # the reconciler ran first (FIFO, prefetch 1) and had time to finish
 
     assert not Job.objects.filter(task_id=result.id).exists()
+
+
+def test_batched_delete_removes_published_rows_and_spares_rows_claimed_again() -> None:
+    """The deletion thread's one statement per batch matches each row's claim: a row a
+    reconciler claimed again since (or a retry's new row) must survive it."""
+    published_claim = timezone.now() - timedelta(seconds=5)
+    entries = [
+        outbox.Entry(f"del-{i}", "tasks.demo.noop", [i], {}, {}, claimed_at=published_claim)
+        for i in range(3)
+    ]
+    for entry in entries:
+        entry.insert()
+    reclaimed = published_claim + timedelta(seconds=1)
+    OutboxMessage.objects.filter(task_id="del-2").update(claimed_at=reclaimed)
+
+    outbox._delete_claimed([(entry.task_id, published_claim) for entry in entries])
+
+    assert list(OutboxMessage.objects.values_list("task_id", "claimed_at")) == [
+        ("del-2", reclaimed)
+    ]

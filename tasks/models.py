@@ -39,8 +39,10 @@ class DeadLetterResolution(models.TextChoices):
 # Conditions of the partial indexes on Job (see Job.Meta.indexes). A query can use such an
 # index only when its WHERE clause contains the condition (SQLite matches it term by
 # term), so the lookups below spell it out.
-NOT_OWN_CORRELATION = ~models.Q(correlation_id=models.F("task_id"))
-NOT_OWN_ROOT = ~models.Q(root_id=models.F("task_id"))
+# "" is left out too: a PENDING row written by `.delay()` has no root yet (its SENT
+# event brings it), and moving that row out of the index later would cost a write.
+NOT_OWN_CORRELATION = ~models.Q(correlation_id=models.F("task_id")) & ~models.Q(correlation_id="")
+NOT_OWN_ROOT = ~models.Q(root_id=models.F("task_id")) & ~models.Q(root_id="")
 IN_A_GROUP = ~models.Q(group_id="")
 IS_A_RERUN = models.Q(retried_from__isnull=False)
 

@@ -37,6 +37,8 @@ def workflow() -> list[Job]:
         # Its task id is another job's correlation id, but its own correlation differs.
         _job("request-7", root="other", correlation="elsewhere"),
         _job("loner"),
+        # As `.delay()` writes a PENDING row in a transaction: no root yet.
+        Job.objects.create(task_id="pending", correlation_id="pending", created_at=timezone.now()),
     ]
 
 
@@ -44,7 +46,9 @@ def ids(queryset: object) -> set[str]:
     return set(queryset.values_list("task_id", flat=True))  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("value", ["root", "request-7", "other", "elsewhere", "loner", "none"])
+@pytest.mark.parametrize(
+    "value", ["root", "request-7", "other", "elsewhere", "loner", "pending", "none"]
+)
 def test_correlated_and_family_match_the_plain_filters(workflow: list[Job], value: str) -> None:
     assert ids(Job.objects.correlated(value)) == ids(Job.objects.filter(correlation_id=value))
     assert ids(Job.objects.family(value)) == ids(Job.objects.filter(root_id=value))
@@ -53,6 +57,14 @@ def test_correlated_and_family_match_the_plain_filters(workflow: list[Job], valu
 def test_the_split_is_not_vacuous(workflow: list[Job]) -> None:
     assert ids(Job.objects.family("root")) == {"root", "child", "grandchild"}
     assert ids(Job.objects.correlated("request-7")) == {"grandchild", "other"}
+
+
+def test_no_id_is_no_workflow(workflow: list[Job]) -> None:
+    """A row without a root or correlation yet belongs to no family: "" matches none."""
+    assert ids(Job.objects.filter(root_id="")) == {"pending"}  # the plain filter would
+    assert ids(Job.objects.family("")) == set()
+    assert ids(Job.objects.correlated("")) == set()
+    assert ids(Job.objects.family("pending")) == set()
 
 
 def test_in_group_finds_members_and_nothing_for_no_group(workflow: list[Job]) -> None:

@@ -152,7 +152,7 @@ class UpsertPlan:
         table = quote(meta.db_table)
         columns = ", ".join(quote(field.column) for field in fields)
         placeholders = "(" + ", ".join(self._placeholder(field) for field in fields) + ")"
-        converters = [(field.name, _converter(field)) for field in fields]
+        converters = [(field.name, value_converter(field)) for field in fields]
         wins = self.wins.format(old=table, new="excluded")
         assignments = []
         for field in fields:
@@ -209,7 +209,7 @@ _PLAIN_TYPES = {
 }
 
 
-def _converter(field: Any) -> Any:
+def value_converter(field: Any) -> Any:
     """None where the value goes to the driver as it is, else the field's own preparation.
 
     Django's get_db_prep_save on every value of every row was most of a batch's cost;
@@ -228,18 +228,6 @@ def _converter(field: Any) -> Any:
         # expression checks on the way (a few µs per value, four values per job).
         return _json_text(field.encoder)
     return lambda value: field.get_db_prep_save(value, connection)
-
-
-def sqlite_value_converter(field: Any) -> Any:
-    """What `_converter` gives on SQLite, for writers that bypass Django's cursor."""
-    kind = field.get_internal_type()
-    if kind in _PLAIN_TYPES or kind == "ForeignKey":
-        return None
-    if kind == "DateTimeField":
-        return _sqlite_datetime
-    if kind == "JSONField":
-        return _json_text(field.encoder)
-    raise TypeError(f"No SQLite conversion for {field.model.__name__}.{field.name} ({kind})")
 
 
 def _json_text(encoder: type[json.JSONEncoder]) -> Any:

@@ -38,7 +38,10 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="job",
             index=models.Index(
-                condition=models.Q(("correlation_id", models.F("task_id")), _negated=True),
+                condition=models.Q(
+                    models.Q(("correlation_id", models.F("task_id")), _negated=True),
+                    models.Q(("correlation_id", ""), _negated=True),
+                ),
                 fields=["correlation_id"],
                 name="job_correlation_other",
             ),
@@ -46,7 +49,10 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="job",
             index=models.Index(
-                condition=models.Q(("root_id", models.F("task_id")), _negated=True),
+                condition=models.Q(
+                    models.Q(("root_id", models.F("task_id")), _negated=True),
+                    models.Q(("root_id", ""), _negated=True),
+                ),
                 fields=["root_id"],
                 name="job_root_other",
             ),

@@ -61,7 +61,7 @@ def test_the_split_is_not_vacuous(workflow: list[Job]) -> None:
 
 def test_no_id_is_no_workflow(workflow: list[Job]) -> None:
     """A row without a root or correlation yet belongs to no family: "" matches none."""
-    assert ids(Job.objects.filter(root_id="")) == {"pending"}  # the plain filter would
+    assert ids(Job.objects.filter(root_id="")) == {"pending"}  # where the plain filter finds it
     assert ids(Job.objects.family("")) == set()
     assert ids(Job.objects.correlated("")) == set()
     assert ids(Job.objects.family("pending")) == set()

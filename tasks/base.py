@@ -421,6 +421,9 @@ class TrackedTask(Task):
     def _queue_name(self, args: Any, kwargs: Any, options: dict[str, Any]) -> str:
         """The queue the message goes to: the call's option, the task's, or its route."""
         queue = options.get("queue") or getattr(self, "queue", None)
+        if queue is None and not self.app.amqp.router.routes:
+            # What Router.route answers without task_routes, minus its dict copies.
+            return str(self.app.conf.task_default_queue)
         if queue is None:
             routed = self.app.amqp.router.route(dict(options), self.name, args, kwargs, self)
             queue = routed.get("queue")

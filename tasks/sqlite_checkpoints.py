@@ -93,8 +93,12 @@ class Checkpointer:
             try:
                 if connection is None:
                     # mode=rw: never create the file should it vanish in between.
+                    # as_uri() percent-encodes the path (a "?" or "#" in it stays a name).
                     connection = sqlite3.connect(
-                        f"file:{self.path}?mode=rw", uri=True, isolation_level=None, timeout=0
+                        f"{Path(self.path).as_uri()}?mode=rw",
+                        uri=True,
+                        isolation_level=None,
+                        timeout=0,
                     )
                     inode = current
                 connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()

@@ -78,9 +78,15 @@ def counts() -> tuple[int, int, int]:
     jobs, results = bench_rows()
     return (
         jobs.count(),
-        jobs.filter(status=JobStatus.SUCCESS).count(),
+        succeeded(jobs),
         results.filter(status=JobStatus.SUCCESS).count(),
     )
+
+
+def succeeded(jobs: Any) -> int:
+    from tasks.models import JobStatus
+
+    return jobs.filter(status=JobStatus.SUCCESS).count()
 
 
 def rows() -> int:
@@ -169,11 +175,26 @@ def reset_above(job_mark: int, result_mark: int) -> int:
 
 
 def watch(n: int, timeout: float) -> int:
+    """Poll until N jobs are SUCCESS and N results are stored as SUCCESS.
+
+    While the jobs are not all done a poll is one COUNT (the finished jobs); the results
+    are counted only from then on. The watcher shares the machine's two cores with the
+    worker it times, and the bare side's poll is a single Redis GET: three COUNTs per
+    poll cost the layer's drain about 6 % of a core on a 10M-row table (measured with
+    pg_stat_statements: 7.5 + 6.8 + 1.9 ms per poll loaded, 2.5 + 2.3 + 1.6 empty).
+    """
+    from tasks.models import JobStatus
+
     jobs, success, results = counts()
     print(f"ready jobs={jobs} success={success} results={results}", flush=True)
+    job_rows, result_rows = bench_rows()
+    stored = result_rows.filter(status=JobStatus.SUCCESS)
     deadline = time.monotonic() + timeout
+    results = 0
     while time.monotonic() < deadline:
-        _, success, results = counts()
+        success = succeeded(job_rows)
+        if success >= n:
+            results = stored.count()
         now = time.monotonic()
         if success >= n and results >= n:
             # CLOCK_MONOTONIC is system-wide on Linux, so bench.run can subtract its own

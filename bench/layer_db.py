@@ -78,15 +78,9 @@ def counts() -> tuple[int, int, int]:
     jobs, results = bench_rows()
     return (
         jobs.count(),
-        succeeded(jobs),
+        jobs.filter(status=JobStatus.SUCCESS).count(),
         results.filter(status=JobStatus.SUCCESS).count(),
     )
-
-
-def succeeded(jobs: Any) -> int:
-    from tasks.models import JobStatus
-
-    return jobs.filter(status=JobStatus.SUCCESS).count()
 
 
 def rows() -> int:
@@ -188,22 +182,24 @@ def watch(n: int, timeout: float) -> int:
     jobs, success, results = counts()
     print(f"ready jobs={jobs} success={success} results={results}", flush=True)
     job_rows, result_rows = bench_rows()
+    finished = job_rows.filter(status=JobStatus.SUCCESS)
     stored = result_rows.filter(status=JobStatus.SUCCESS)
     deadline = time.monotonic() + timeout
-    results = 0
+    results_seen = "not counted yet"
     while time.monotonic() < deadline:
-        success = succeeded(job_rows)
+        success = finished.count()
         if success >= n:
             results = stored.count()
-        now = time.monotonic()
-        if success >= n and results >= n:
-            # CLOCK_MONOTONIC is system-wide on Linux, so bench.run can subtract its own
-            # start time from this stamp: no pipe or scheduling delay in the figure.
-            print(f"done {now:.6f} success={success} results={results}", flush=True)
-            return 0
-        print(f"progress success={success} results={results}", flush=True)
+            results_seen = str(results)
+            if results >= n:
+                # CLOCK_MONOTONIC is system-wide on Linux, so bench.run can subtract its
+                # own start time from this stamp: no pipe or scheduling delay in the figure.
+                now = time.monotonic()
+                print(f"done {now:.6f} success={success} results={results}", flush=True)
+                return 0
+        print(f"progress success={success} results={results_seen}", flush=True)
         time.sleep(POLL_INTERVAL_S)
-    print(f"timeout success={success} results={results}", flush=True)
+    print(f"timeout success={success} results={results_seen}", flush=True)
     return 1
 
 

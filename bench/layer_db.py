@@ -3,7 +3,7 @@
 Run by `bench.run` as `python -m bench.layer_db {rows,reset,watch,lag,mark} ...`:
 
 - `rows` prints `jobs=<n> results=<n>` (the guard against wiping someone's data);
-- `reset` empties the Job and TaskResult tables before a run;
+- `reset` empties the Job, TaskResult and OutboxMessage tables before a run;
 - `watch --n N` prints `ready ...` once connected, then `progress ...` lines, then
   `done <monotonic>` once N jobs are SUCCESS and N results are stored as SUCCESS;
 - `lag` prints the visibility lag of the finished jobs;
@@ -103,7 +103,11 @@ def mark() -> int:
 
 
 def reset() -> int:
-    """Empty both tables, so every round starts from the same state.
+    """Empty the tables, so every round starts from the same state.
+
+    The outbox too: a message left there (by `bench.transaction_floor`, or by a round
+    that was stopped) is published by the next worker at its start and drained with the
+    round's jobs, so that round would measure more work than it counts.
 
     Raw SQL because the ORM's delete() would first load every Job to apply the
     `retried_from` SET_NULL in Python; everything goes here, so there is nothing to
@@ -114,12 +118,13 @@ def reset() -> int:
     from django.db import connection
     from django_celery_results.models import TaskResult
 
-    from tasks.models import Job
+    from tasks.models import Job, OutboxMessage
 
     marks = preloaded_marks()
     if marks is not None:
         return reset_above(*marks)
-    tables = [connection.ops.quote_name(m._meta.db_table) for m in (Job, TaskResult)]
+    models = (Job, TaskResult, OutboxMessage)
+    tables = [connection.ops.quote_name(m._meta.db_table) for m in models]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(f"TRUNCATE {', '.join(tables)}")
@@ -130,7 +135,8 @@ def reset() -> int:
 
 
 def reset_above(job_mark: int, result_mark: int) -> int:
-    """Delete the rows above the marks (the rounds' own), keep the preloaded ones.
+    """Delete the rows above the marks (the rounds' own), keep the preloaded ones, and
+    every outbox message (none is preloaded).
 
     `id > mark` is a range scan of the primary key over the few thousand rows a round
     wrote. A plain VACUUM then makes their space reusable and cuts the emptied pages off
@@ -141,7 +147,7 @@ def reset_above(job_mark: int, result_mark: int) -> int:
     from django.db import connection
     from django_celery_results.models import TaskResult
 
-    from tasks.models import Job
+    from tasks.models import Job, OutboxMessage
 
     pairs = [(Job, job_mark), (TaskResult, result_mark)]
     started = time.monotonic()
@@ -151,6 +157,9 @@ def reset_above(job_mark: int, result_mark: int) -> int:
             table = connection.ops.quote_name(model._meta.db_table)
             cursor.execute(f"DELETE FROM {table} WHERE id > %s", [top])  # noqa: S608
             deleted.append(cursor.rowcount)
+        outbox = connection.ops.quote_name(OutboxMessage._meta.db_table)
+        cursor.execute(f"DELETE FROM {outbox}")  # noqa: S608 (our own table name)
+        deleted.append(cursor.rowcount)
         deleted_at = time.monotonic()
         if connection.vendor == "postgresql":
             # VACUUM cannot run in a transaction block; Django's connection is in
@@ -160,7 +169,7 @@ def reset_above(job_mark: int, result_mark: int) -> int:
     # To the log (stderr): what a reset costs on a big table.
     print(
         f"reset above jobs={job_mark} results={result_mark}: deleted {deleted[0]} jobs, "
-        f"{deleted[1]} results in {deleted_at - started:.2f} s, "
+        f"{deleted[1]} results, {deleted[2]} outbox messages in {deleted_at - started:.2f} s, "
         f"vacuum {time.monotonic() - deleted_at:.2f} s",
         file=sys.stderr,
         flush=True,

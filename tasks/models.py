@@ -130,7 +130,10 @@ class Job(models.Model):
     `argsrepr`), so a job can be replayed from its row.
     """
 
-    task_id = models.CharField(max_length=255, unique=True)
+    # Unique through Meta.constraints, not `unique=True`: on PostgreSQL that would add a
+    # second index (varchar_pattern_ops, for LIKE) that every insert pays for and no
+    # query uses; every lookup by task id is exact.
+    task_id = models.CharField(max_length=255)
     name = models.CharField(max_length=255, blank=True, default="")
     queue = models.CharField(max_length=255, blank=True, default="")
     priority = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -196,6 +199,8 @@ class Job(models.Model):
             ("retry_job", "Can retry failed or revoked jobs"),
             ("replay_dead_letter", "Can replay or purge dead letters"),
         ]
+        # The name PostgreSQL gave the constraint that `unique=True` created (0006).
+        constraints = [models.UniqueConstraint(fields=["task_id"], name="tasks_job_task_id_key")]
         indexes = [
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
             models.Index(fields=["name", "-created_at"], name="job_name_created"),
@@ -271,7 +276,7 @@ class OutboxMessage(models.Model):
     and reconcilers never publish one message twice.
     """
 
-    task_id = models.CharField(max_length=255, unique=True)
+    task_id = models.CharField(max_length=255)  # unique: Meta.constraints (see Job)
     name = models.CharField(max_length=255)
     args = models.JSONField(encoder=DjangoJSONEncoder, default=list)
     kwargs = models.JSONField(encoder=DjangoJSONEncoder, default=dict)
@@ -288,6 +293,9 @@ class OutboxMessage(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["due_at"], name="outbox_due")]
+        constraints = [
+            models.UniqueConstraint(fields=["task_id"], name="tasks_outboxmessage_task_id_key")
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} [{self.task_id}] due {self.due_at:%Y-%m-%d %H:%M:%S}"

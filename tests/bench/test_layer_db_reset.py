@@ -92,6 +92,22 @@ def add_rows(conn: psycopg.Connection, jobs: int, results: int, prefix: str) -> 
         )
 
 
+def add_outbox_message(conn: psycopg.Connection, task_id: str) -> None:
+    """A message due now, as bench.transaction_floor used to leave them behind."""
+    conn.execute(
+        "INSERT INTO tasks_outboxmessage (task_id, name, args, kwargs, options, due_at, "
+        "claimed_at, attempts, last_error, created_at) "
+        "VALUES (%s, 'tasks.demo.noop', '[1]', '{}', '{}', now(), NULL, 0, '', now())",
+        [task_id],
+    )
+
+
+def outbox_messages(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM tasks_outboxmessage").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def counts(conn: psycopg.Connection) -> tuple[int, int]:
     jobs = conn.execute("SELECT count(*) FROM tasks_job").fetchone()
     results = conn.execute("SELECT count(*) FROM django_celery_results_taskresult").fetchone()
@@ -113,11 +129,14 @@ def test_reset_deletes_only_rows_above_the_marks(database_url: str) -> None:
 
         for round_number in (1, 2):  # ids keep rising: the second round is above the mark too
             add_rows(conn, jobs=3, results=2, prefix=f"round{round_number}-")
+            add_outbox_message(conn, f"left-by-round{round_number}")
             assert run(database_url, "-m", "bench.layer_db", "rows", marks=env) == (
                 "jobs=3 results=2"
             )
             run(database_url, "-m", "bench.layer_db", "reset", marks=env)
             assert counts(conn) == (PRELOADED_JOBS, 2)
+            # The next worker would publish a message left in the outbox into the round.
+            assert outbox_messages(conn) == 0
             assert run(database_url, "-m", "bench.layer_db", "rows", marks=env) == (
                 "jobs=0 results=0"
             )
@@ -126,5 +145,7 @@ def test_reset_deletes_only_rows_above_the_marks(database_url: str) -> None:
         assert run(database_url, "-m", "bench.layer_db", "rows") == (
             f"jobs={PRELOADED_JOBS} results=2"
         )
+        add_outbox_message(conn, "left-before-reset")
         run(database_url, "-m", "bench.layer_db", "reset")
         assert counts(conn) == (0, 0)
+        assert outbox_messages(conn) == 0

@@ -6,9 +6,10 @@
   Celery acknowledges the message, so a finished job's state is as durable as the
   message itself. The main process flushes from a small thread, off its event loop.
 - Processes that only publish (web, beat, shells) use a `StreamSink` too, flushed from a
-  thread every `FLUSH_INTERVAL`: a publish costs a few microseconds more than Celery's,
-  not a database round trip. If the process dies before a flush, the worker still
-  records the job when it receives the message.
+  thread every `FLUSH_INTERVAL`, on a stream of their own (`PUBLISHED_STREAM`): a
+  publish costs a few microseconds more than Celery's, not a database round trip. If
+  the process dies before a flush, the worker still records the job when it receives
+  the message.
 - `BufferedDatabaseSink`: the same batching, written straight to the database (brokers
   other than Redis, where there is no stream).
 - `DatabaseSink`: every event written at once (other brokers, and tests that ask for it).
@@ -38,7 +39,15 @@ from tasks.stream_writer import StreamWriter
 
 logger = logging.getLogger(__name__)
 
-STREAM = "tasks:events"
+# Two streams, so that the workers' events never queue behind a burst of enqueues: a
+# bulk import that publishes 100,000 jobs puts 100,000 SENT events on the publishers'
+# stream, and the recorder keeps writing what the workers report (RECEIVED, STARTED,
+# SUCCESS ...) beside that backlog instead of after it. The writes are order-independent
+# (tasks.recording: a late SENT never overwrites SUCCESS), so nothing relies on one
+# stream's order across the two.
+STREAM = "tasks:events"  # worker processes: main process and pool children
+PUBLISHED_STREAM = "tasks:events:published"  # processes that only publish (web, beat)
+STREAMS = (STREAM, PUBLISHED_STREAM)  # the recorder reads them in this order of priority
 _FINAL = frozenset({"SUCCESS", "FAILURE", "REVOKED", "RETRY"})
 FLUSH_INTERVAL = 0.1  # seconds a buffered event may wait
 MAX_BUFFER = 500  # events that trigger a flush before the interval
@@ -360,7 +369,7 @@ def _default_sink() -> Sink:
         return DatabaseSink()
     url = stream_url()
     if url:
-        return StreamSink(url, autoflush=True)
+        return StreamSink(url, autoflush=True, stream=PUBLISHED_STREAM)
     return BufferedDatabaseSink()
 
 

@@ -79,7 +79,7 @@ def test_stream_events_reach_the_database_through_the_recorder(
     assert not Job.objects.filter(task_id="t-4").exists()  # buffered until the task ends
     sink.flush()
     assert stream.xlen(stream_name) == 1  # one round trip for the whole task
-    recorder = Recorder(redis_server.url, consumer="test", stream=stream_name)
+    recorder = Recorder(redis_server.url, consumer="test", streams=[stream_name])
     recorder.ensure_group()
     assert recorder.step(block=False) == 1
     job = Job.objects.get(task_id="t-4")
@@ -94,6 +94,50 @@ def test_stream_events_reach_the_database_through_the_recorder(
     sink.close()
 
 
+def test_workers_events_are_written_beside_a_backlog_of_enqueues_not_after_it(
+    stream: redis.Redis,
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    stream_name: str,
+) -> None:
+    """A burst of enqueues fills the publishers' stream; a job that finished meanwhile
+    is written in the recorder's next batch, and its late SENT leaves it SUCCESS."""
+    published_stream = f"{stream_name}-published"
+    monkeypatch.setattr(recorder_module, "BATCH", 4)
+    publisher = sinks.StreamSink(redis_server.url, autoflush=False, stream=published_stream)
+    worker = sinks.StreamSink(redis_server.url, autoflush=False, stream=stream_name)
+    backlog = [f"burst-{uuid.uuid4().hex[:6]}-{i}" for i in range(10)]
+    finished = f"done-{uuid.uuid4().hex[:6]}"
+    try:
+        for task_id in backlog:  # one entry each: every publish flushed on its own
+            publisher.emit_job(JobEvent(task_id, JobStatus.SENT, 0, facts={"name": "demo.x"}))
+            publisher.flush()
+        for event in a_life(finished):
+            worker.emit_job(event)
+        worker.flush()
+        publisher.emit_job(JobEvent(finished, JobStatus.SENT, 0, facts={"name": "demo.x"}))
+        publisher.flush()
+
+        recorder = Recorder(
+            redis_server.url, consumer="test", streams=[stream_name, published_stream]
+        )
+        recorder.ensure_group()
+        assert recorder.step(block=False) == 3  # BATCH // 2 from each stream, one had 1
+        assert Job.objects.get(task_id=finished).status == JobStatus.SUCCESS
+        assert Job.objects.filter(task_id__in=backlog).count() == 2
+
+        while recorder.step(block=False):
+            pass
+        assert Job.objects.filter(task_id__in=backlog, status=JobStatus.SENT).count() == 10
+        job = Job.objects.get(task_id=finished)  # its SENT came last: SUCCESS stays
+        assert (job.status, job.result) == (JobStatus.SUCCESS, {"ok": True})
+        assert stream.xlen(stream_name) == stream.xlen(published_stream) == 0
+    finally:
+        publisher.close()
+        worker.close()
+        stream.delete(published_stream)
+
+
 def test_entries_of_a_recorder_that_died_are_claimed_by_another(
     stream: redis.Redis,
     redis_server: RedisServer,
@@ -105,10 +149,10 @@ def test_entries_of_a_recorder_that_died_are_claimed_by_another(
     for event in a_life(task_id):
         sink.emit_job(event)
     sink.flush()
-    dead = Recorder(redis_server.url, consumer="dead", stream=stream_name)
+    dead = Recorder(redis_server.url, consumer="dead", streams=[stream_name])
     dead.ensure_group()
     assert dead._read(block=False)  # read, never written nor acknowledged: then it "died"
-    survivor = Recorder(redis_server.url, consumer="survivor", stream=stream_name)
+    survivor = Recorder(redis_server.url, consumer="survivor", streams=[stream_name])
     assert survivor.step(block=False) == 0  # nothing new to read
     monkeypatch.setattr(recorder_module, "CLAIM_IDLE_MS", 0)
     survivor._last_claim = 0.0
@@ -125,7 +169,7 @@ def test_a_malformed_entry_is_dropped_and_the_rest_is_written(
     for event in a_life("t-5"):
         sink.emit_job(event)
     sink.flush()
-    recorder = Recorder(redis_server.url, consumer="test", stream=stream_name)
+    recorder = Recorder(redis_server.url, consumer="test", streams=[stream_name])
     recorder.ensure_group()
     assert recorder.step(block=False) == 2
     assert Job.objects.get(task_id="t-5").status == JobStatus.SUCCESS
@@ -243,7 +287,7 @@ def test_a_value_the_database_refuses_does_not_block_the_batch(
         )
         sink.emit_result(ResultEvent(task_id, {"status": "SUCCESS", "result": repr(result)}))
     sink.flush()
-    recorder = Recorder(redis_server.url, consumer="test", stream=stream_name)
+    recorder = Recorder(redis_server.url, consumer="test", streams=[stream_name])
     recorder.ensure_group()
     assert recorder.step(block=False) == 1
     results = dict(

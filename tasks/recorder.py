@@ -168,10 +168,11 @@ class Recorder:
             return []
         self._last_claim = now
         claimed: list[Entry] = []
+        share = max(1, BATCH // len(self.streams))  # a batch stays within BATCH
         for stream in self.streams:
             # Redis 6.2 answers [cursor, entries], Redis 7 adds the deleted ids.
             entries = self.client.xautoclaim(
-                stream, GROUP, self.consumer, min_idle_time=CLAIM_IDLE_MS, count=BATCH
+                stream, GROUP, self.consumer, min_idle_time=CLAIM_IDLE_MS, count=share
             )[1]
             name = stream.encode()
             claimed += [(name, entry_id, fields) for entry_id, fields in entries if fields]

@@ -14,46 +14,30 @@ LIKE index goes. SQLite never had one, and its inline UNIQUE stays as it is.
 
 from django.db import migrations, models
 
-TABLES = ("tasks_job", "tasks_outboxmessage")
-
-
-def _like_index(schema_editor, table: str) -> str:
-    return schema_editor._create_index_name(table, ["task_id"], suffix="_like")
+# (table, the LIKE index Django created for it in 0001 / 0003). Both tables were created
+# with an inline UNIQUE, which PostgreSQL names {table}_task_id_key: the constraint
+# names of the new state.
+LIKE_INDEXES = (
+    ("tasks_job", "tasks_job_task_id_51f26c76_like"),
+    ("tasks_outboxmessage", "tasks_outboxmessage_task_id_4a040411_like"),
+)
 
 
 def drop_like_indexes(apps, schema_editor) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
-    quote = schema_editor.quote_name
-    for table in TABLES:
-        schema_editor.execute(f"DROP INDEX IF EXISTS {quote(_like_index(schema_editor, table))}")
-        # The constraint is named as the new state names it ({table}_task_id_key, what
-        # PostgreSQL calls an inline UNIQUE); rename one that Django named otherwise.
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT c.conname FROM pg_constraint c JOIN pg_attribute a "
-                "ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey) "
-                "WHERE c.conrelid = %s::regclass AND c.contype = 'u' "
-                "AND a.attname = 'task_id' AND array_length(c.conkey, 1) = 1",
-                [table],
-            )
-            names = [row[0] for row in cursor.fetchall()]
-        expected = f"{table}_task_id_key"
-        if names and expected not in names:
-            schema_editor.execute(
-                f"ALTER TABLE {quote(table)} RENAME CONSTRAINT {quote(names[0])} "
-                f"TO {quote(expected)}"
-            )
+    for _table, index in LIKE_INDEXES:
+        schema_editor.execute(f"DROP INDEX IF EXISTS {schema_editor.quote_name(index)}")
 
 
 def create_like_indexes(apps, schema_editor) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
     quote = schema_editor.quote_name
-    for table in TABLES:
+    for table, index in LIKE_INDEXES:
         schema_editor.execute(
-            f"CREATE INDEX IF NOT EXISTS {quote(_like_index(schema_editor, table))} "
-            f"ON {quote(table)} (task_id varchar_pattern_ops)"
+            f"CREATE INDEX IF NOT EXISTS {quote(index)} ON {quote(table)} "
+            "(task_id varchar_pattern_ops)"
         )
 
 

@@ -1,12 +1,13 @@
 """The layer's database as the bench sees it, from a Django subprocess of its own.
 
-Run by `bench.run` as `python -m bench.layer_db {rows,reset,watch,lag,mark} ...`:
+Run by `bench.run` as `python -m bench.layer_db {rows,reset,watch,lag,due,mark} ...`:
 
 - `rows` prints `jobs=<n> results=<n>` (the guard against wiping someone's data);
 - `reset` empties the Job, TaskResult and OutboxMessage tables before a run;
 - `watch --n N` prints `ready ...` once connected, then `progress ...` lines, then
   `done <monotonic>` once N jobs are SUCCESS and N results are stored as SUCCESS;
 - `lag` prints the visibility lag of the finished jobs;
+- `due` prints `due=<n>`: jobs committed in transactions and not yet relayed;
 - `mark` prints `jobs=<max id> results=<max id>`: the preloaded rows' marks.
 
 Preloaded rows (`bench.scale_ratios`): with PRELOADED_JOB_ID_ENV and
@@ -212,6 +213,12 @@ def watch(n: int, timeout: float) -> int:
     return 1
 
 
+def due() -> int:
+    jobs, _ = bench_rows()
+    print(f"due={jobs.filter(publish_due_at__isnull=False).count()}", flush=True)
+    return 0
+
+
 def lag() -> int:
     """Visibility lag: from a job's finish (stamped by the pool child) to the write of its
     row (`updated_at`, stamped by the recorder). A later write to the row (e.g. a
@@ -238,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("rows")
     commands.add_parser("reset")
     commands.add_parser("lag")
+    commands.add_parser("due")
     commands.add_parser("mark")
     watch_parser = commands.add_parser("watch")
     watch_parser.add_argument("--n", type=int, required=True)
@@ -250,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         return reset()
     if args.command == "lag":
         return lag()
+    if args.command == "due":
+        return due()
     if args.command == "mark":
         return mark()
     return watch(args.n, args.timeout)

@@ -332,6 +332,11 @@ if _visibility_timeout <= TASKS_HOLD_AFTER + TASKS_HOLD_LEAD:
 # (TASKS_PUBLISH_RETRY_POLICY, TASKS_BROKER_CONNECT_TIMEOUT) well below it; a process
 # that dies mid-publish leaves its messages to a reconciler once the lease runs out.
 TASKS_OUTBOX_LEASE = env_int("TASKS_OUTBOX_LEASE", 60)
+# `.delay()` inside a transaction writes only the job's row; every worker's relay
+# (tasks/relay.py) looks for such rows this often (seconds) and publishes them. It is
+# the longest a committed job waits for the broker while a worker runs; an idle look
+# is one query on an index that is empty in a steady state.
+TASKS_RELAY_POLL_INTERVAL = float(os.environ.get("TASKS_RELAY_POLL_INTERVAL", "0.05"))
 # Publishing from the commit hook and the reconciler gives up after this, so a request
 # never hangs on a dead broker (Celery's default retries ~0.6 s on a refused
 # connection; an unreachable host would block in connect() without the timeout below).

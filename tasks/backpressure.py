@@ -9,9 +9,11 @@ dropped silently. Queues not listed are unlimited, and then nothing here runs.
 
 Depth is what waits in the queue: on Redis the list plus kombu's priority sub-lists
 (one pipelined round trip, kombu's `Channel._size`); on RabbitMQ the `message_count`
-of a passive `queue_declare`. Messages a worker has reserved (prefetched, waiting for
-an ETA) and jobs held in the outbox do not count; retries and the outbox's own
-publishes are never refused (they were accepted once already).
+of a passive `queue_declare`; plus the jobs committed in transactions that no relay
+has published yet (tasks.relay), counted on their partial index up to the limit.
+Messages a worker has reserved (prefetched, waiting for an ETA) and jobs held in the
+outbox for a far ETA do not count; retries and the outbox's own publishes are never
+refused (they were accepted once already).
 
 The depth is cached per process for TASKS_QUEUE_DEPTH_CACHE seconds (default 1) and
 counted up locally on each publish, so a busy web process asks the broker once a
@@ -92,6 +94,13 @@ def depth(app: Any, queue: str) -> int:
             return 0  # not declared yet: empty
 
 
+def waiting_for_relay(queue: str, up_to: int) -> int:
+    """Jobs of `queue` committed but not published yet (at most `up_to` counted)."""
+    from tasks.models import Job
+
+    return Job.objects.filter(publish_due_at__isnull=False, queue=queue)[:up_to].count()
+
+
 def _cached_depth(app: Any, queue: str) -> int | None:
     key = (str(app.conf.broker_url), queue)
     now = time.monotonic()
@@ -99,7 +108,7 @@ def _cached_depth(app: Any, queue: str) -> int | None:
     if cached is not None and now - cached[0] < _cache_seconds:
         return cached[1]
     try:
-        measured = depth(app, queue)
+        measured = depth(app, queue) + waiting_for_relay(queue, limits()[queue])
     except Exception as exc:
         logger.warning("Could not measure the depth of queue %r: %s", queue, exc)
         return None

@@ -2,11 +2,11 @@
 
 What it adds to Celery's Task, each owned by its own module:
 
-- publishing (`apply_async`): inside a transaction, the PENDING row and an outbox
-  message are written in the caller's transaction and published on commit (a rollback
-  leaves neither; the caller gets the id at once, unlike `delay_on_commit`); a broker
-  that is down then is retried by the reconciler (tasks.outbox). Outside a transaction
-  it publishes at once and raises BrokerUnavailable when the broker is down. Far-future
+- publishing (`apply_async`): inside a transaction, the PENDING row is written in the
+  caller's transaction and a worker's relay publishes it after the commit (a rollback
+  leaves nothing; the caller gets the id at once, unlike `delay_on_commit`; a broker that
+  is down then only delays it: tasks.relay). Outside a transaction it publishes at once
+  and raises BrokerUnavailable when the broker is down. Far-future
   ETAs wait in the database; full queues raise QueueFull (tasks.backpressure);
   `unique_key` returns the pending job's handle (tasks.uniqueness).
 - retries: a countdown from the task's backoff policy (tasks.retry_policy), options
@@ -110,9 +110,10 @@ class TrackedTask(Task):
     ) -> AsyncResult:
         """Publish the job; inside `transaction.atomic`, in step with the transaction.
 
-        - In a transaction: the PENDING row and an outbox message are written in the
-          caller's transaction; the message is published after commit, and if the
-          broker is down then, later by the outbox reconciler (tasks.outbox).
+        - In a transaction: the PENDING row, which carries the message, is written in
+          the caller's transaction; a worker's relay publishes it after commit
+          (tasks.relay), later if the broker is down then. A `unique_key` job goes
+          through the outbox table and its own commit hook instead (tasks.outbox).
         - Outside one: published at once; a broker that does not answer raises
           `BrokerUnavailable` and nothing is recorded.
         - An ETA further than TASKS_HOLD_AFTER away: held in the outbox, published
@@ -291,12 +292,14 @@ class TrackedTask(Task):
         if deferred:
             connection = transaction.get_connection(DEFAULT_DB_ALIAS)
             if key is None and due_at is None and deferred_enqueue.supported(connection):
-                # The rows are written with the caller's COMMIT (or before its next
-                # statement), then published: tasks.deferred_enqueue.
+                # The row is written with the caller's COMMIT (or before its next
+                # statement), carrying its message for the relay, which publishes it
+                # after commit: tasks.deferred_enqueue, tasks.relay.
                 backpressure.check(self.app, queue)
-                deferred_enqueue.defer(
-                    connection, deferred_enqueue.DeferredEnqueue(entry, pending, self.app)
-                )
+                relayed = replace(pending, state={**pending.state, "message": entry.options})
+                deferred_enqueue.defer(connection, deferred_enqueue.DeferredEnqueue(relayed))
+                if backpressure.limits():
+                    backpressure.note_published(self.app, queue)
                 return self.AsyncResult(task_id)
             holder = record()
             if holder is not None:

@@ -5,8 +5,9 @@ LimitedSet of 50,000 ids for 3 h): a job revoked while no worker listens, or bef
 every worker restarts, runs after all. Here a cancellation lives in three places:
 
 1. The database is the truth: `cancel()` sets `Job.cancel_requested_at`, and a message
-   still held in the outbox (`OutboxMessage`, not claimed by a publisher) is deleted, so
-   it is never published, and the job is REVOKED at once.
+   still held in the outbox (`OutboxMessage`, or a row waiting for the relay, not
+   claimed by a publisher) is withdrawn, so it is never published, and the job is
+   REVOKED at once.
 2. Workers' memory, for messages on the broker: `cancel()` broadcasts Celery's `revoke`,
    and every worker loads the unfinished cancellations from the database when its
    consumer starts and every `TASKS_CANCEL_REFRESH_SECONDS` (`RevocationSync`). Celery
@@ -146,14 +147,20 @@ def _withdraw_unpublished(task_ids: Sequence[str], jobs: dict[str, Job]) -> set[
     """
     if not task_ids:
         return set()
-    withdrawn = set(
+    held = set(
         OutboxMessage.objects.select_for_update(skip_locked=True)
         .filter(task_id__in=task_ids, claimed_at__isnull=True)
         .values_list("task_id", flat=True)
     )
-    if not withdrawn:
-        return set()
-    OutboxMessage.objects.filter(task_id__in=withdrawn).delete()
+    OutboxMessage.objects.filter(task_id__in=held).delete()
+    # Rows waiting for the relay (tasks.relay) and not claimed by one: due, not leased.
+    relayed = set(
+        Job.objects.select_for_update(skip_locked=True)
+        .filter(task_id__in=task_ids, publish_due_at__lte=timezone.now())
+        .values_list("task_id", flat=True)
+    )
+    Job.objects.filter(task_id__in=relayed).update(publish_due_at=None)
+    withdrawn = held | relayed
     for task_id in withdrawn:
         record_now(events.cancelled_before_publish(task_id, jobs[task_id].attempts))
         # What Celery's revoke would have stored had the message reached a worker.

@@ -1,22 +1,22 @@
-"""`.delay()` inside a transaction: the job's rows written with the caller's COMMIT.
+"""`.delay()` inside a transaction: the job's row written with the caller's COMMIT.
 
-The PENDING row and the outbox message must be part of the caller's transaction (a
-rollback removes them, a commit makes both durable before anything is published). The
-simple way, two INSERTs at `.delay()` time, costs a database round trip per call on
-PostgreSQL: more than Celery's whole publish on this machine. Instead `.delay()`
-registers a `DeferredEnqueue` with `transaction.on_commit`, and the connection writes
-the rows of every such hook still registered:
+The PENDING row must be part of the caller's transaction: a rollback removes it, a
+commit makes it durable, and it is also the job's outbox message (`publish_due_at`),
+which the relay publishes after the commit (tasks.relay). Nothing touches the broker in
+the caller's process. The simple way, an INSERT at `.delay()` time, costs a database
+round trip per call on PostgreSQL. Instead `.delay()` registers a `DeferredEnqueue`
+with `transaction.on_commit`, and the connection writes the rows of every such hook
+still registered:
 
 - just before the COMMIT, in the same transaction (on PostgreSQL in pipeline mode, so
-  INSERTs and COMMIT share one round trip), all jobs of the transaction in one
-  statement per table;
+  the INSERT and the COMMIT share one round trip), all jobs of the transaction in one
+  statement;
 - or earlier, before the next statement the transaction runs, so the transaction reads
   its own jobs (`Job.objects.get(task_id=...)` right after `.delay()` finds the row).
 
 Savepoints need nothing of their own: Django drops the on-commit hooks registered
 inside a savepoint that rolls back, so their rows are never written (or, written
-already, are rolled back with it). After the commit the same hook publishes the message
-(tasks.outbox.publish_claimed); if that fails the message waits in the outbox.
+already, are rolled back with it). The hook itself does nothing once committed.
 
 Only connections of the layer's backends (tasks.db_backends) do this; on any other the
 rows are written at `.delay()` time.
@@ -28,7 +28,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tasks.outbox import Entry
     from tasks.recording import JobEvent
 
 # This module is imported by the database backends (tasks.db_backends), before Django's
@@ -39,21 +38,21 @@ _SAVEPOINT_SQL = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
 
 
 class DeferredEnqueue:
-    """The on-commit hook of one `.delay()`: its rows to write, then its publish."""
+    """The on-commit hook of one `.delay()`: its row, written with the COMMIT.
 
-    __slots__ = ("entry", "event", "publish", "written")
+    Registered with `on_commit` so that Django's savepoint bookkeeping decides which
+    rows a commit keeps; once committed there is nothing left to do here (the relay
+    publishes).
+    """
 
-    def __init__(self, entry: Entry, event: JobEvent, app: Any) -> None:
-        from tasks import outbox
+    __slots__ = ("event", "written")
 
-        self.entry = entry
+    def __init__(self, event: JobEvent) -> None:
         self.event = event
-        # The outbox's own commit hook: publish, and on failure leave the message there.
-        self.publish = outbox.commit_hook(entry, app)
         self.written = False
 
     def __call__(self) -> None:
-        self.publish()
+        pass
 
 
 def supported(connection: Any) -> bool:
@@ -82,7 +81,7 @@ def write_pending(connection: Any) -> None:
         return
     for hook in hooks:
         hook.written = True
-    pending_rows.write(connection, [(hook.event, hook.entry) for hook in hooks])
+    pending_rows.write(connection, [hook.event for hook in hooks])
 
 
 class DeferredEnqueueMixin:

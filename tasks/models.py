@@ -172,6 +172,14 @@ class Job(models.Model):
             "routing options. Kept for jobs held in the database and for dead letters."
         ),
     )
+    publish_due_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=(
+            "Set while the job waits for the relay to publish it (`.delay()` inside a "
+            "transaction); a later time is a relay's claim. Cleared once published."
+        ),
+    )
     cancel_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="When an operator asked to cancel the job."
     )
@@ -222,6 +230,12 @@ class Job(models.Model):
                 fields=["cancel_requested_at"],
                 name="job_cancel_requested",
                 condition=models.Q(cancel_requested_at__isnull=False),
+            ),
+            # Only the jobs the relay has still to publish: empty in a steady state.
+            models.Index(
+                fields=["publish_due_at"],
+                name="job_publish_due",
+                condition=models.Q(publish_due_at__isnull=False),
             ),
             models.Index(
                 fields=["dead_lettered_at"],

@@ -1,13 +1,16 @@
 """The outbox: messages published from the database when the broker cannot take them now.
 
 Three kinds of job wait here as an `OutboxMessage` (everything `send_task` needs: name,
-arguments, options with queue, priority, headers, absolute eta and expiry, retries):
+arguments, options with queue, priority, headers, absolute eta and expiry, retries).
+A plain `.delay()` inside a transaction is not one of them: its job row is its own
+outbox message, published by a worker's relay (tasks.relay).
 
-- `.delay()` inside a transaction. The row is written in the caller's transaction,
-  already claimed by its own commit hook, which publishes after commit and deletes the
-  row. If the broker is down at commit, the hook logs and gives up quickly; the row
-  stays and the job stays PENDING. Unlike Celery's `delay_on_commit`, nothing is lost
-  between commit and broker, and a process that dies right after commit loses nothing.
+- `.delay()` of a `unique_key` task inside a transaction (or on a database backend that
+  is not the layer's). The row is written in the caller's transaction, already claimed
+  by its own commit hook, which publishes after commit and deletes the row. If the
+  broker is down at commit, the hook logs and gives up quickly; the row stays and the
+  job stays PENDING. Nothing is lost between commit and broker, and a process that dies
+  right after commit loses nothing.
 - Jobs whose ETA is further away than TASKS_HOLD_AFTER (a long countdown, a retry with
   a long backoff). On Redis a message waiting for its ETA sits on a worker as
   "unacked", and kombu gives it to another worker every visibility timeout, so it
@@ -586,8 +589,12 @@ def outside_transaction(fn: Callable[[], T]) -> T:
 
 @shared_task(name="tasks.outbox.publish_due", ignore_result=True)
 def publish_due_task() -> int:
-    """Beat's entry point (CELERY_BEAT_SCHEDULE "publish-outbox")."""
-    return publish_due()
+    """Beat's entry point (CELERY_BEAT_SCHEDULE "publish-outbox"): the outbox's due
+    messages, and a relay pass over jobs written in transactions, so that both reach
+    the broker while no worker (and so no relay) runs."""
+    from tasks import relay  # relay builds on this module
+
+    return publish_due() + relay.publish_pending()
 
 
 def _publish_at_worker_start(sender: Any = None, **_: Any) -> None:

@@ -1,22 +1,20 @@
-"""The rows `.delay()` writes in the caller's transaction: one prepared INSERT per table.
+"""The row `.delay()` writes in the caller's transaction: one prepared INSERT.
 
-A PENDING job row and its outbox message are new rows under a new task id, so they
-need none of the recorder's merge rules: a plain `INSERT` per table with bound
-parameters, run on the driver's connection (not through the recorder's generic upsert
-or Django's quoting of parameters into the SQL text), for every job of the
-transaction at once.
+A PENDING job row under a new task id needs none of the recorder's merge rules: a
+plain `INSERT` with bound parameters, run on the driver's connection (not through the
+recorder's generic upsert or Django's quoting of parameters into the SQL text), for
+every job of the transaction at once. The row carries what publishing needs
+(`message`: the apply_async options) and `publish_due_at`, so it is the outbox message
+too: the relay (tasks.relay) publishes it after the commit.
 
 - SQLite: the recorder's value conversions (tasks.upsert.value_converter); the write
-  per `.delay()` 437 → 288 µs under cProfile against the generic upsert.
+  per `.delay()` 437 -> 288 us under cProfile against the generic upsert.
 - PostgreSQL: sent in psycopg's pipeline with the COMMIT (tasks.db_backends), JSON
-  columns as jsonb parameters. Measured at the driver here (500 view transactions,
-  median of 4 blocks): 730 µs per transaction against 824 µs for the single statement
-  this replaced (a data-modifying CTE reading both tables' rows from two JSON
-  documents with json_populate_recordset), and 326 µs without the rows.
+  columns as jsonb parameters.
 
 A task id that already has a row (an explicit `task_id=` reused) keeps that row:
 `ON CONFLICT DO NOTHING`, as a PENDING event loses to every other state anyway. Other
-databases use the generic upserts (tasks.recording, tasks.outbox).
+databases use the generic upsert (tasks.recording).
 """
 
 from __future__ import annotations
@@ -30,45 +28,39 @@ from typing import TYPE_CHECKING, Any
 from django.core.serializers.json import DjangoJSONEncoder
 
 if TYPE_CHECKING:
-    from tasks.outbox import Entry
     from tasks.recording import JobEvent
 
 
-def write(connection: Any, jobs: Sequence[tuple[JobEvent, Entry]]) -> None:
-    """Insert the jobs' PENDING rows and outbox messages (in the open transaction)."""
+def write(connection: Any, jobs: Sequence[JobEvent]) -> None:
+    """Insert the jobs' PENDING rows, due for the relay (in the open transaction)."""
     from django.utils import timezone
 
-    from tasks.models import Job, OutboxMessage
+    from tasks.models import Job
     from tasks.recording import job_row
 
+    now = timezone.now()
     if connection.vendor not in ("postgresql", "sqlite"):
-        from tasks import outbox
         from tasks.recording import write_in_transaction
 
-        write_in_transaction([event for event, _ in jobs])
-        outbox.insert_entries([entry for _, entry in jobs])
+        write_in_transaction(jobs)
+        Job.objects.filter(task_id__in=[event.task_id for event in jobs]).update(publish_due_at=now)
         return
-    now = timezone.now()
-    job_defaults, outbox_defaults = _defaults()
-    job_rows = [{**job_defaults, **job_row(event, now)} for event, _ in jobs]
-    outbox_rows = [{**outbox_defaults, **entry.as_row(now)} for _, entry in jobs]
+    defaults = _defaults()
+    rows = [{**defaults, **job_row(event, now), "publish_due_at": now} for event in jobs]
     connection.ensure_connection()
+    insert = _insert(Job, connection.vendor)
     if connection.vendor == "sqlite":
-        for model, rows in ((Job, job_rows), (OutboxMessage, outbox_rows)):
-            insert = _insert(model, "sqlite")
-            connection.connection.executemany(insert.sql, [insert.values(row) for row in rows])
+        connection.connection.executemany(insert.sql, [insert.values(row) for row in rows])
         return
     import psycopg
 
     # A server-side-binding cursor (Django's own quotes parameters into the SQL text),
     # wrapped by Django's for its error translation.
     with connection.make_cursor(psycopg.Cursor(connection.connection)) as cursor:
-        for model, rows in ((Job, job_rows), (OutboxMessage, outbox_rows)):
-            insert = _insert(model, "postgresql")
-            if len(rows) == 1:
-                cursor.execute(insert.sql, insert.values(rows[0]))
-            else:
-                cursor.executemany(insert.sql, [insert.values(row) for row in rows])
+        if len(rows) == 1:
+            cursor.execute(insert.sql, insert.values(rows[0]))
+        else:
+            cursor.executemany(insert.sql, [insert.values(row) for row in rows])
 
 
 class _Insert:
@@ -124,15 +116,12 @@ class _Encoder(DjangoJSONEncoder):
 
 
 @cache
-def _defaults() -> tuple[dict[str, Any], dict[str, Any]]:
+def _defaults() -> dict[str, Any]:
     """Every NOT NULL column's default, which a row written by SQL must carry itself."""
-    from tasks.models import Job, OutboxMessage
+    from tasks.models import Job
 
-    def defaults(model: Any) -> dict[str, Any]:
-        return {
-            field.column: field.get_default()
-            for field in model._meta.concrete_fields
-            if not field.null and field.has_default()
-        }
-
-    return defaults(Job), defaults(OutboxMessage)
+    return {
+        field.column: field.get_default()
+        for field in Job._meta.concrete_fields
+        if not field.null and field.has_default()
+    }

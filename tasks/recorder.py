@@ -1,6 +1,7 @@
 """The recorder: reads recorded events from the Redis streams and writes them in batches.
 
-Every worker starts one as a child process (tasks.worker_steps). Recorders form one
+Every worker starts one as a child process (tasks.worker_steps), which also runs the
+worker's relay (tasks.relay) in a thread. Recorders form one
 Redis consumer group per stream, so several workers share the work. Each batch starts
 with a fair share of every stream (tasks.sinks.STREAMS: the workers' events, then the
 publishers'), and the room left after WINDOW goes to them in that order: a backlog of
@@ -202,6 +203,9 @@ class Recorder:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parent", type=int, default=0, help="exit when this process is gone")
+    parser.add_argument(
+        "--queues", default=None, help="comma-separated queues to relay jobs for (default: all)"
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
@@ -212,9 +216,6 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
     url = sinks.stream_url()
-    if not url:
-        logger.error("No Redis event stream configured (the broker is not Redis).")
-        return 2
     stopping = False
 
     def stop(*_: object) -> None:
@@ -227,7 +228,20 @@ def main(argv: list[str] | None = None) -> int:
     def should_stop() -> bool:
         return stopping or (args.parent > 0 and os.getppid() != args.parent)
 
-    Recorder(url).run(should_stop)
+    # The relay publishes jobs written inside transactions (tasks.relay): here, not in
+    # the worker, whose main process is busy consuming.
+    from tasks.relay import Relay
+
+    relay = Relay(queues=args.queues.split(",") if args.queues else None)
+    if not url:
+        logger.info("No Redis event stream (the broker is not Redis): relaying only.")
+        relay.run(should_stop)
+        return 0
+    relay.start(should_stop)
+    try:
+        Recorder(url).run(should_stop)
+    finally:
+        relay.stop()
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Worker integration: which sink each worker process uses, and the recorder child.
+"""Worker integration: which sink each worker process uses, the recorder child, the relay.
 
 Connected from TasksConfig.ready(), so `celery -A project worker` needs no flags.
 """
@@ -24,26 +24,36 @@ CHILD_FLUSH_INTERVAL = 0.5  # seconds a running task's STARTED may wait in its p
 
 
 class RecorderProcess(bootsteps.StartStopStep):
-    """Runs `python -m tasks.recorder` beside the worker, for as long as the worker runs."""
+    """Runs `python -m tasks.recorder` beside the worker, for as long as the worker runs:
+    the recorder (Redis brokers) and the relay (tasks.relay).
 
-    label = "Job recorder"
+    A process of its own, started fresh rather than forked: the relay's publishes stay
+    off the worker's main process, and its database connection never meets the pool's
+    forks (SQLite's locks do not survive a fork made while another thread holds one:
+    a pool child then waited for a lock nobody held).
+    """
+
+    label = "Job recorder and relay"
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.process: subprocess.Popen[bytes] | None = None
+        self.queues = ""
         self._stopping = False
 
-    def include_if(self, parent: Any) -> bool:
-        return sinks.stream_url() is not None
-
     def start(self, parent: Any) -> None:
+        # The relay publishes the jobs of the queues this worker consumes (`-Q`).
+        self.queues = ",".join(sorted(parent.app.amqp.queues.consume_from))
         self._spawn()
         # A recorder that died is restarted; its unacknowledged entries are reclaimed.
         parent.timer.call_repeatedly(SUPERVISE_EVERY, self._restart_if_dead)
 
     def _spawn(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tasks.recorder", "--parent", str(os.getpid())],
+            [
+                *(sys.executable, "-m", "tasks.recorder"),
+                *("--parent", str(os.getpid()), "--queues", self.queues),
+            ],
         )
         logger.info("Job recorder started (pid %s)", self.process.pid)
 

@@ -10,7 +10,7 @@ import redis
 from django.db import transaction
 from django.test import override_settings
 
-from tasks import outbox
+from tasks import relay
 from tasks.exceptions import QueueFull
 from tasks.models import Job, JobStatus, OutboxMessage
 from tests.faults import count_run, routed_high
@@ -37,7 +37,8 @@ def test_task_queue_option_and_priority_reach_the_message_and_the_row(
                 "high",
                 5,
             )
-            assert OutboxMessage.objects.get(task_id=later.id).options["priority"] == 5
+            assert pending.message["priority"] == 5
+        relay.publish_pending()
         messages = {m["headers"]["id"]: m for m in queued_messages(redis_client, "high")}
         assert set(messages) == {now.id, later.id}
         for message in messages.values():
@@ -57,6 +58,11 @@ def test_full_queue_refuses_new_jobs_and_records_nothing(redis_client: redis.Red
         count_run.apply_async(("b",), queue=queue, priority=9)  # a priority sub-list
         with transaction.atomic():
             count_run.apply_async(("c",), queue=queue)
+        # "c" waits for the relay: it counts against the limit all the same.
+        assert len(queued_messages(redis_client, queue)) == 2
+        with pytest.raises(QueueFull, match=f"Queue '{queue}' holds 3 messages"):
+            count_run.apply_async(("refused",), queue=queue)
+        assert relay.publish_pending() == 1
         assert len(queued_messages(redis_client, queue)) == 3
 
         with pytest.raises(QueueFull, match=f"Queue '{queue}' holds 3 messages"):
@@ -64,7 +70,7 @@ def test_full_queue_refuses_new_jobs_and_records_nothing(redis_client: redis.Red
         with pytest.raises(QueueFull), transaction.atomic():
             count_run.apply_async(("refused in a transaction",), queue=queue)
         assert Job.objects.filter(queue=queue).count() == 3
-        outbox.flush_deletions()  # published rows are deleted in batches
+        assert relay.publish_pending() == 0
         assert not OutboxMessage.objects.exists()
         assert len(queued_messages(redis_client, queue)) == 3
 

@@ -24,7 +24,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from devstack.redis_server import RedisServer, free_port
-from tasks import outbox
+from tasks import outbox, relay
 from tasks.exceptions import BrokerUnavailable
 from tasks.models import DemoCounter, Job, JobStatus, OutboxMessage
 from tests.conftest import worker_env
@@ -100,14 +100,25 @@ def test_job_enqueued_by_a_view_while_redis_is_down_runs_once_after_redis_restar
         assert response.status_code == 200
         assert elapsed < 5, f"the request waited {elapsed:.1f}s on a dead broker"
         task_id = response.json()["task_id"]
-        assert Job.objects.get(task_id=task_id).status == JobStatus.PENDING
-        message = OutboxMessage.objects.get(task_id=task_id)
-        assert message.name == "tests.faults.count_run"
-        assert message.args == [key]
-        assert message.options["queue"] == "default"
-        assert message.claimed_at is None  # the hook gave its claim back
-        assert message.attempts == 1
-        assert "Connection refused" in message.last_error or message.last_error
+        job = Job.objects.get(task_id=task_id)
+        assert (job.status, job.name, job.args) == (
+            JobStatus.PENDING,
+            "tests.faults.count_run",
+            [key],
+        )
+        assert job.message["queue"] == "default"
+        assert job.publish_due_at is not None
+
+        # A relay pass meets the dead broker: bounded, nothing published, the row given
+        # back (due again, not held by a claim) with nothing lost.
+        started = time.monotonic()
+        result = relay.relay_pass()
+        assert time.monotonic() - started < 5
+        assert (result.published, result.broker_down) == (0, True)
+        job.refresh_from_db()
+        assert job.status == JobStatus.PENDING
+        assert job.publish_due_at is not None
+        assert job.publish_due_at <= timezone.now()
 
         restartable_redis.start()  # same port
         worker = WorkerProcess(
@@ -116,14 +127,13 @@ def test_job_enqueued_by_a_view_while_redis_is_down_runs_once_after_redis_restar
             log_path=output_dir / "logs" / "worker-outbox-outage.log",
         )
         try:
-            worker.start()  # worker_ready publishes the outbox
+            worker.start()  # its relay publishes the job
             job = wait_for_job(task_id, timeout=60)
             assert job.status == JobStatus.SUCCESS, job.error
             assert job.result == 1
-            outbox.flush_deletions()  # published rows are deleted in batches
-            assert not OutboxMessage.objects.filter(task_id=task_id).exists()
             # Beat's run finds nothing left, and nothing runs a second time.
-            assert outbox.publish_due() == 0
+            assert outbox.publish_due_task() == 0
+            assert not Job.objects.filter(publish_due_at__isnull=False).exists()
             time.sleep(2)
             assert runs(key) == 1
             assert Job.objects.filter(task_id=task_id).count() == 1
@@ -170,39 +180,6 @@ def test_reconcilers_racing_over_the_same_due_messages_publish_each_once(
     assert sum(published) == 40  # type: ignore[arg-type]
     messages = queued_messages(redis_client, queue)
     assert sorted(message["headers"]["id"] for message in messages) == sorted(ids)
-    outbox.flush_deletions()  # published rows are deleted in batches
-    assert not OutboxMessage.objects.exists()
-
-
-def test_reconciler_leaves_a_freshly_committed_message_to_its_commit_hook(
-    redis_client: redis.Redis,
-) -> None:
-    queue = unconsumed_queue()
-    reconciled: list[object] = []
-    with transaction.atomic():
-        # Runs after commit, before the job's own hook: a reconciler elsewhere.
-        transaction.on_commit(lambda: reconciled.extend(in_threads(1, outbox.publish_due)))
-        result = count_run.apply_async(("hook",), queue=queue)
-    assert reconciled == [0]
-    assert [m["headers"]["id"] for m in queued_messages(redis_client, queue)] == [result.id]
-    outbox.flush_deletions()  # published rows are deleted in batches
-    assert not OutboxMessage.objects.exists()
-    assert Job.objects.get(task_id=result.id).status == JobStatus.SENT
-
-
-@override_settings(TASKS_OUTBOX_LEASE=1)
-def test_commit_hook_of_a_transaction_that_outlived_its_lease_yields_to_the_reconciler(
-    redis_client: redis.Redis,
-) -> None:
-    queue = unconsumed_queue()
-    reconciled: list[object] = []
-    with transaction.atomic():
-        transaction.on_commit(lambda: reconciled.extend(in_threads(1, outbox.publish_due)))
-        result = count_run.apply_async(("slow transaction",), queue=queue)
-        time.sleep(1.2)  # longer than the lease
-    assert reconciled == [1]  # the reconciler took it over ...
-    # ... and the hook, finding its claim gone, did not publish it again.
-    assert [m["headers"]["id"] for m in queued_messages(redis_client, queue)] == [result.id]
     outbox.flush_deletions()  # published rows are deleted in batches
     assert not OutboxMessage.objects.exists()
 

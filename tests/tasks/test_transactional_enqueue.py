@@ -1,4 +1,5 @@
-"""`.delay()` inside a view's transaction: published on commit, nothing on rollback."""
+"""`.delay()` inside a view's transaction: a row with the commit, published by the relay
+after it, nothing on rollback."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.test import Client
 from kombu.exceptions import EncodeError
 
 from plaincelery.tasks import word_count
+from tasks import relay
 from tasks.exceptions import UnserializableArguments
 from tasks.models import Job, JobStatus
 from tests.support.jobs import wait_for_job
@@ -23,15 +25,22 @@ def unconsumed_queue() -> str:
     return f"holding-{uuid.uuid4().hex[:8]}"
 
 
-def test_message_is_published_only_after_the_view_commits(redis_client: redis.Redis) -> None:
+def test_view_commits_the_row_and_the_relay_publishes_it_once(redis_client: redis.Redis) -> None:
     queue = unconsumed_queue()
     response = Client().get("/enqueue/", {"queue": queue})
     assert response.status_code == 200
     body = response.json()
     assert body["queue_length_inside_transaction"] == 0
-    assert redis_client.llen(queue) == 1
+    # The request wrote the row and never touched the broker.
+    assert redis_client.llen(queue) == 0
     job = Job.objects.get(task_id=body["task_id"])
-    assert job.status == JobStatus.SENT
+    assert (job.status, job.publish_due_at is not None) == (JobStatus.PENDING, True)
+    assert relay.publish_pending() == 1  # what every worker's relay does
+    assert redis_client.llen(queue) == 1
+    assert relay.publish_pending() == 0
+    assert redis_client.llen(queue) == 1
+    job.refresh_from_db()
+    assert (job.status, job.publish_due_at) == (JobStatus.SENT, None)
     assert (job.name, job.args, job.queue) == (word_count.name, ["three little words"], queue)
     assert job.sent_at is not None
 

@@ -66,7 +66,6 @@ from kombu.exceptions import OperationalError
 
 from tasks.models import JobStatus, OutboxMessage
 from tasks.recording import JobEvent
-from tasks.upsert import Merge, UpsertPlan
 
 logger = logging.getLogger(__name__)
 
@@ -211,7 +210,7 @@ class Entry:
         )
 
     def as_row(self, created_at: datetime) -> dict[str, Any]:
-        """The row's columns, for writes in bulk (not attempts and last_error)."""
+        """The row's columns (not attempts and last_error)."""
         return {
             "task_id": self.task_id,
             "name": self.name,
@@ -235,22 +234,6 @@ class Entry:
             task_id=row.pop("task_id"),
             defaults={**row, "attempts": 1 if error else 0, "last_error": error[:2000]},
         )
-
-
-# Written by `insert_entries` (bulk, inside the caller's transaction): a plain INSERT
-# in effect; the conflict rule only makes a second write of the same message harmless.
-OUTBOX_PLAN = UpsertPlan(
-    model=OutboxMessage,
-    key="task_id",
-    merges={"claimed_at": Merge.ALWAYS},
-    insert_defaults={"attempts": 0, "last_error": ""},
-)
-
-
-def insert_entries(entries: list[Entry]) -> None:
-    """Write many messages in one statement (in the current transaction)."""
-    now = timezone.now()
-    OUTBOX_PLAN.execute(entry.as_row(now) for entry in entries)
 
 
 def send(entry: Entry, app: Any = None, *, add_to_parent: bool = True) -> None:

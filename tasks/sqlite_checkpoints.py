@@ -2,11 +2,11 @@
 
 In WAL mode SQLite copies the log back into the database file (a checkpoint, with an
 fsync of both files) inside whichever COMMIT takes the log past `wal_autocheckpoint`
-pages (1000 by default). A `.delay()` in a view's transaction adds two rows and their
-index entries, about ten pages, so every hundredth view paid a checkpoint: measured
-here, 10-13 ms at p99 and about a third of the rows' cost on average
-(bench.transaction_floor's rows 250 µs per transaction; 170-190 µs with checkpoints
-in a thread). SQLite's documentation suggests exactly this for such applications:
+pages (1000 by default). A `.delay()` in a view's transaction adds rows and their
+index entries, about ten pages (measured with the job and outbox rows it wrote then),
+so every hundredth view paid a checkpoint: measured here, 10-13 ms at p99 and about a
+third of the rows' cost on average (250 µs per transaction; 170-190 µs with
+checkpoints in a thread). SQLite's documentation suggests exactly this for such applications:
 raise the automatic checkpoint out of the way and run `wal_checkpoint(PASSIVE)` from
 a thread of its own. A passive checkpoint takes no lock that readers or writers wait
 for, and the sqlite3 module releases the GIL while it runs.

@@ -9,7 +9,7 @@ from tasks.deferred_enqueue import DeferredEnqueueMixin, write_pending
 
 class DatabaseWrapper(DeferredEnqueueMixin, base.DatabaseWrapper):
     def _write_with_commit(self) -> None:
-        """The job rows, the outbox rows and COMMIT in one network round trip.
+        """The job rows and COMMIT in one network round trip.
 
         In psycopg's pipeline mode the statements are sent without waiting for each
         reply; `commit()` sends COMMIT and waits for all of them. An INSERT that fails

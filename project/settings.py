@@ -335,8 +335,9 @@ TASKS_OUTBOX_LEASE = env_int("TASKS_OUTBOX_LEASE", 60)
 # `.delay()` inside a transaction writes only the job's row; every worker's relay
 # (tasks/relay.py) looks for such rows this often (seconds) and publishes them. It is
 # the longest a committed job waits for the broker while a worker runs; an idle look
-# is one query on an index that is empty in a steady state.
-TASKS_RELAY_POLL_INTERVAL = float(os.environ.get("TASKS_RELAY_POLL_INTERVAL", "0.05"))
+# is one query on an index that is empty in a steady state (about 0.7 ms of the
+# recorder process's CPU on PostgreSQL: 0.7 % of a core at 0.1 s).
+TASKS_RELAY_POLL_INTERVAL = float(os.environ.get("TASKS_RELAY_POLL_INTERVAL", "0.1"))
 # Publishing from the commit hook and the reconciler gives up after this, so a request
 # never hangs on a dead broker (Celery's default retries ~0.6 s on a refused
 # connection; an unreachable host would block in connect() without the timeout below).

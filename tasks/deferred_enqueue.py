@@ -8,8 +8,7 @@ round trip per call on PostgreSQL. Instead `.delay()` registers a `DeferredEnque
 with `transaction.on_commit`, and the connection writes the rows of every such hook
 still registered:
 
-- just before the COMMIT, in the same transaction (on PostgreSQL in pipeline mode, so
-  the INSERT and the COMMIT share one round trip), all jobs of the transaction in one
+- just before the COMMIT, in the same transaction, all jobs of the transaction in one
   statement;
 - or earlier, before the next statement the transaction runs, so the transaction reads
   its own jobs (`Job.objects.get(task_id=...)` right after `.delay()` finds the row).
@@ -105,12 +104,7 @@ class DeferredEnqueueMixin:
 
     def _commit(self) -> None:
         if self.unwritten_enqueues and self.connection is not None:  # type: ignore[attr-defined]
-            self._write_with_commit()
-            return
-        super()._commit()  # type: ignore[misc]
-
-    def _write_with_commit(self) -> None:
-        write_pending(self)
+            write_pending(self)
         super()._commit()  # type: ignore[misc]
 
     def _rollback(self) -> None:

@@ -9,8 +9,7 @@ too: the relay (tasks.relay) publishes it after the commit.
 
 - SQLite: the recorder's value conversions (tasks.upsert.value_converter); the write
   per `.delay()` 437 -> 288 us under cProfile against the generic upsert.
-- PostgreSQL: sent in psycopg's pipeline with the COMMIT (tasks.db_backends), JSON
-  columns as jsonb parameters.
+- PostgreSQL: JSON columns as jsonb parameters, server-side binding.
 
 A task id that already has a row (an explicit `task_id=` reused) keeps that row:
 `ON CONFLICT DO NOTHING`, as a PENDING event loses to every other state anyway. Other

@@ -70,7 +70,7 @@ class PassResult:
 
 
 def poll_interval() -> float:
-    return float(getattr(settings, "TASKS_RELAY_POLL_INTERVAL", 0.05))
+    return float(getattr(settings, "TASKS_RELAY_POLL_INTERVAL", 0.1))
 
 
 def publish_pending(
@@ -106,13 +106,11 @@ def _claim(
     """Take up to `size` due rows for one lease; None when nothing is due."""
     now = timezone.now()
     lease_end = now + timedelta(seconds=outbox.settings_now().lease)
+    if not _any_due(now, queues):
+        return None
     due = Job.objects.filter(publish_due_at__lte=now)
     if queues is not None:
         due = due.filter(queue__in=list(queues))
-    # Looked for outside a transaction first: an idle relay's look every poll interval
-    # must not take SQLite's write lock (its transactions BEGIN IMMEDIATE).
-    if not due.exists():
-        return None
     with transaction.atomic():
         rows = list(
             due.order_by("publish_due_at")
@@ -125,6 +123,28 @@ def _claim(
             publish_due_at=lease_end
         )
     return lease_end, rows
+
+
+def _any_due(now: datetime, queues: Collection[str] | None) -> bool:
+    """Whether any row is due: what an idle relay asks every poll interval.
+
+    Outside a transaction, so that it never takes SQLite's write lock (the layer's
+    SQLite transactions BEGIN IMMEDIATE), and in plain SQL: the ORM's `exists()` cost
+    the idle recorder process 2.8 % of a core at 20 looks a second, most of it building
+    the query.
+    """
+    if queues is not None and not queues:
+        return False
+    connection = connections[Job.objects.db]
+    quote = connection.ops.quote_name
+    sql = f"SELECT 1 FROM {quote(Job._meta.db_table)} WHERE publish_due_at <= %s"  # noqa: S608
+    params: list[Any] = [connection.ops.adapt_datetimefield_value(now)]
+    if queues is not None:
+        sql += f" AND queue IN ({', '.join(['%s'] * len(queues))})"
+        params += list(queues)
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} LIMIT 1", params)
+        return cursor.fetchone() is not None
 
 
 def _publish(rows: Sequence[dict[str, Any]], lease_end: datetime, app: Any) -> tuple[int, bool]:

@@ -7,17 +7,16 @@ real database.
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis
 from celery import Celery
-from django.db import connections, transaction
+from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.test import Client, override_settings
 from django.utils import timezone
@@ -30,6 +29,7 @@ from tasks.models import DemoCounter, Job, JobStatus, OutboxMessage
 from tests.conftest import worker_env
 from tests.faults import count_run
 from tests.support.broker import queued_messages, use_broker
+from tests.support.concurrency import in_threads
 from tests.support.jobs import wait_for_job
 from tests.support.worker import WorkerProcess
 
@@ -59,26 +59,6 @@ def restartable_redis(tmp_path: Path) -> Iterator[RedisServer]:
     server.start()
     yield server
     server.stop()
-
-
-def in_threads(count: int, target: Callable[[], object]) -> list[object]:
-    """Run `target` in `count` threads released together; their results."""
-    barrier = threading.Barrier(count)
-    results: list[object] = []
-
-    def run() -> None:
-        try:
-            barrier.wait()
-            results.append(target())
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
 
 
 # --- The required fault: broker down while a view enqueues ---------------------------------

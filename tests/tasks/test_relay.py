@@ -7,46 +7,25 @@ relay makes in a loop (tasks.relay).
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 import redis
-from django.db import connections, transaction
+from django.db import transaction
 from django.test import override_settings
 
 from tasks import cancellation, relay
 from tasks.models import Job, JobStatus
 from tests.faults import count_run
 from tests.support.broker import queued_messages
+from tests.support.concurrency import in_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def unconsumed_queue() -> str:
     return f"relay-{uuid.uuid4().hex[:8]}"
-
-
-def in_threads(count: int, target: Callable[[], object]) -> list[object]:
-    """Run `target` in `count` threads released together; their results."""
-    barrier = threading.Barrier(count)
-    results: list[object] = []
-
-    def run() -> None:
-        try:
-            barrier.wait()
-            results.append(target())
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run) for _ in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return results
 
 
 def queued_ids(client: redis.Redis, queue: str) -> list[str]:

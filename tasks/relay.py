@@ -104,10 +104,12 @@ def _claim(
     size: int, queues: Collection[str] | None = None
 ) -> tuple[datetime, list[dict[str, Any]]] | None:
     """Take up to `size` due rows for one lease; None when nothing is due."""
-    now = timezone.now()
-    lease_end = now + timedelta(seconds=outbox.settings_now().lease)
-    if not _any_due(now) or (queues is not None and not queues):
+    if queues is not None and not queues:
         return None
+    now = timezone.now()
+    if not _any_due(now):
+        return None
+    lease_end = now + timedelta(seconds=outbox.settings_now().lease)
     due = Job.objects.filter(publish_due_at__lte=now)
     if queues is not None:
         due = due.filter(queue__in=list(queues))

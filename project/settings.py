@@ -194,10 +194,12 @@ CELERY_IMPORTS = env_list("CELERY_IMPORTS", [])
 # At-least-once delivery: a message is acknowledged only after its task finished, and a
 # worker process that dies mid-task gives its message back instead of losing it. With
 # prefetch 1 a worker holds no more unstarted messages than it has idle processes, so a
-# crash strands as few jobs as possible and long jobs do not block short ones.
+# crash strands as few jobs as possible and long jobs do not block short ones. A
+# deployment of many short jobs may raise it (more messages held per worker, fewer
+# waits for the broker between them: 4 drained noop jobs faster in make bench).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 1)
 
 # Time limits are per task (`@shared_task(time_limit=..., soft_time_limit=...)`); a
 # global default is opt-in from the environment. Measured (make bench): with a default
@@ -338,6 +340,11 @@ TASKS_OUTBOX_LEASE = env_int("TASKS_OUTBOX_LEASE", 60)
 # is one query on an index that is empty in a steady state (about 0.7 ms of the
 # recorder process's CPU on PostgreSQL: 0.7 % of a core at 0.1 s).
 TASKS_RELAY_POLL_INTERVAL = float(os.environ.get("TASKS_RELAY_POLL_INTERVAL", "0.1"))
+# The recorder process (tasks/recorder.py) lowers its CPU priority by this much (nice).
+# Its work can wait (events stay on the Redis stream until written), the worker's main
+# process cannot: it is Celery's serial bottleneck, and on a busy machine it otherwise
+# waits for the CPU behind the recorder and its database work. 0 keeps the default.
+TASKS_RECORDER_NICE = env_int("TASKS_RECORDER_NICE", 10)
 # Publishing from the commit hook and the reconciler gives up after this, so a request
 # never hangs on a dead broker (Celery's default retries ~0.6 s on a refused
 # connection; an unreachable host would block in connect() without the timeout below).

@@ -35,7 +35,15 @@ import redis
 logger = logging.getLogger("tasks.recorder")
 
 GROUP = "recorders"
-BATCH = 1000
+BATCH = 1000  # entries per batch, at most
+# Payload bytes per batch, about 2,000 events. What bounds the recorder's memory: an
+# entry from a publisher holds up to sinks.MAX_BUFFER events, so BATCH entries of a
+# backlog of enqueues could be 500,000 events in one batch, and the process keeps the
+# memory of its biggest batch (make bench's memory check: the recorder grew from 70 to
+# 125 MiB while the SENT backlog of a 100,000-job burst went through).
+BATCH_BYTES = 1 << 20
+FIRST_CHUNK = 8  # entries per stream in the first read of a batch; chunks double after
+CLAIM_CHUNK = 32  # abandoned entries claimed per stream and step
 BLOCK_MS = 100
 WINDOW = 0.1  # seconds a batch may wait for more entries once one has arrived
 CLAIM_IDLE_MS = 15_000
@@ -93,11 +101,11 @@ class Recorder:
             logger.warning("Could not drain the event stream at exit (%s)", exc)
 
     def step(self, block: bool = True) -> int:
-        entries = self._claim_abandoned() or self._read(block)
+        entries = self._claim_abandoned() or self._first_read(block)
         if not entries:
             return 0
         if block:
-            entries += self._gather_more(BATCH - len(entries))
+            entries += self._gather_more(BATCH - len(entries), BATCH_BYTES - _size(entries))
         from tasks import recording, sinks
 
         ids: dict[bytes, list[bytes]] = defaultdict(list)
@@ -144,23 +152,57 @@ class Recorder:
             for entry_id, fields in stream_entries
         ]
 
-    def _gather_more(self, room: int) -> list[Entry]:
+    def _first_read(self, block: bool) -> list[Entry]:
+        """A batch's start: a fair share of BATCH and of BATCH_BYTES from every stream.
+
+        The (blocking) read takes a few entries of each stream; a stream that had more
+        is read on in chunks up to its share.
+        """
+        share = max(1, BATCH // len(self.streams))
+        budget = BATCH_BYTES // len(self.streams)
+        first = min(FIRST_CHUNK, share)
+        entries = self._read(block, count=first)
+        for stream in self.streams:
+            name = stream.encode()
+            got = [entry for entry in entries if entry[0] == name]
+            if len(got) == first:
+                entries += self._read_within(stream, share - first, budget - _size(got))
+        return entries
+
+    def _read_within(self, stream: str, room: int, budget: int) -> list[Entry]:
+        """Up to `room` new entries of `stream`, stopping once their payloads pass
+        `budget` bytes. Read in chunks that double from FIRST_CHUNK: a chunk can pass
+        the budget by what its entries hold, never by a whole BATCH."""
+        read: list[Entry] = []
+        count = min(FIRST_CHUNK, room)
+        while count > 0 and budget > 0:
+            chunk = self._read(False, count=count, streams=(stream,))
+            read += chunk
+            room -= len(chunk)
+            budget -= _size(chunk)
+            if len(chunk) < count:
+                break
+            count = min(count * 2, room)
+        return read
+
+    def _gather_more(self, room: int, budget: int) -> list[Entry]:
         """Wait WINDOW, then take what has arrived meanwhile: few, big batches.
 
         Under load every pool child adds an entry per task; written one by one, each
         would cost a transaction (and read one by one, a round trip). WINDOW bounds what
         this adds to the visibility lag. The room goes to the streams in their order.
         """
-        if room <= 0:
+        if room <= 0 or budget <= 0:
             return []
         time.sleep(WINDOW)
         gathered: list[Entry] = []
         for stream in self.streams:
-            if room <= 0:
+            if room <= 0 or budget <= 0:
                 break
-            more = self._read(False, count=room, streams=(stream,))
+            more = self._read_within(stream, room, budget)
             gathered += more
             room -= len(more)
+            budget -= _size(more)
         return gathered
 
     def _claim_abandoned(self) -> list[Entry]:
@@ -169,14 +211,17 @@ class Recorder:
             return []
         self._last_claim = now
         claimed: list[Entry] = []
-        share = max(1, BATCH // len(self.streams))  # a batch stays within BATCH
+        more_left = False
         for stream in self.streams:
             # Redis 6.2 answers [cursor, entries], Redis 7 adds the deleted ids.
             entries = self.client.xautoclaim(
-                stream, GROUP, self.consumer, min_idle_time=CLAIM_IDLE_MS, count=share
+                stream, GROUP, self.consumer, min_idle_time=CLAIM_IDLE_MS, count=CLAIM_CHUNK
             )[1]
+            more_left = more_left or len(entries) == CLAIM_CHUNK
             name = stream.encode()
             claimed += [(name, entry_id, fields) for entry_id, fields in entries if fields]
+        if more_left:
+            self._last_claim = 0.0  # a dead recorder's backlog: claim on at the next step
         return claimed
 
     @staticmethod
@@ -198,6 +243,11 @@ class Recorder:
                 delay = min(delay * 2, 5.0)
             finally:
                 close_old_connections()
+
+
+def _size(entries: Sequence[Entry]) -> int:
+    """Payload bytes of these entries: what a batch of them will cost to decode and hold."""
+    return sum(len(fields.get(b"e", b"")) for _, _, fields in entries)
 
 
 def lower_priority(increment: int) -> None:

@@ -138,6 +138,46 @@ def test_workers_events_are_written_beside_a_backlog_of_enqueues_not_after_it(
         stream.delete(published_stream)
 
 
+def test_a_backlog_of_big_entries_is_written_in_batches_bounded_in_bytes(
+    stream: redis.Redis,
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+    stream_name: str,
+) -> None:
+    """A publisher's entry holds up to MAX_BUFFER events: a batch of BATCH such entries
+    would hold hundreds of thousands. The recorder stops reading once its batch passes
+    BATCH_BYTES, and the rest follows in the next batches."""
+    published_stream = f"{stream_name}-published"
+    publisher = sinks.StreamSink(redis_server.url, autoflush=False, stream=published_stream)
+    prefix = f"bulk-{uuid.uuid4().hex[:6]}"
+    try:
+        for entry in range(30):  # 30 entries of 50 SENT events each
+            for i in range(50):
+                publisher.emit_job(
+                    JobEvent(f"{prefix}-{entry}-{i}", JobStatus.SENT, 0, facts={"name": "x"})
+                )
+            publisher.flush()
+        entry_bytes = len(stream.xrange(published_stream, count=1)[0][1][b"e"])
+        monkeypatch.setattr(recorder_module, "BATCH_BYTES", 4 * entry_bytes)
+        recorder = Recorder(
+            redis_server.url, consumer="test", streams=[stream_name, published_stream]
+        )
+        recorder.ensure_group()
+
+        sizes = []
+        while written := recorder.step(block=True):
+            sizes.append(written)
+        # The first read takes FIRST_CHUNK entries of each stream, whatever their size;
+        # beyond it, nothing more once the budget is spent.
+        assert max(sizes) == recorder_module.FIRST_CHUNK
+        assert sum(sizes) == 30
+        assert Job.objects.filter(task_id__startswith=prefix).count() == 1500
+        assert stream.xlen(published_stream) == 0
+    finally:
+        publisher.close()
+        stream.delete(published_stream)
+
+
 def test_entries_of_a_recorder_that_died_are_claimed_by_another(
     stream: redis.Redis,
     redis_server: RedisServer,

@@ -196,7 +196,8 @@ CELERY_IMPORTS = env_list("CELERY_IMPORTS", [])
 # prefetch 1 a worker holds no more unstarted messages than it has idle processes, so a
 # crash strands as few jobs as possible and long jobs do not block short ones. A
 # deployment of many short jobs may raise it (more messages held per worker, fewer
-# waits for the broker between them: 4 drained noop jobs faster in make bench).
+# waits for the broker between them; in an A/B of make bench's drains, a multiplier
+# of 4 drained noop jobs faster, docs/benchmarks.md).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 1)

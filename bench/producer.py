@@ -122,7 +122,11 @@ def publish(call: Any, n: int) -> dict[str, Any]:
         "publish_mean_us": sum(measured_us) / len(measured_us),
         "warmup_total_us": sum(latencies_ns[:WARMUP]) / 1000,
         "wall_s": (wall_end - wall_start) / 1e9,
+        "measured_wall_s": (wall_end - measured_from) / 1e9,
         "cpu_s": time.process_time() - cpu_start,
+        # Every call's latency, so that the halves of an interleaved pair
+        # (bench.figures.combine) give exact percentiles together.
+        "latencies_us": measured_us,
     }
 
 

@@ -5,16 +5,21 @@ and noisy, so absolute rates do not carry over between runs; what does is a rati
 within one run, on one Redis, with the two sides interleaved (bare, layer, bare, layer,
 ...) so a slow spell of the machine hits both, and medians over the rounds.
 
-One round of one side:
+One round:
 
-1. flush the bench's Redis (and, for the layer, empty the Job and TaskResult tables);
-2. a producer subprocess publishes N `noop` tasks, timing every `.delay()`
-   (`bench.producer`): enqueue/s, publish p50/p99;
-3. start a prefork worker (`-c 2`, `-l WARNING`) and time from its start until all N
-   tasks are done: drain/s, start-up included, as in the baseline. Bare counts a Redis
-   INCR done by the task; the layer waits for N Job rows SUCCESS and N results stored
-   (`bench.layer_db watch`);
-4. stop the worker (SIGTERM, then SIGKILL of its process group).
+1. flush the bench's Redis and empty the Job and TaskResult tables;
+2. producer subprocesses publish N `noop` tasks for each side, timing every `.delay()`
+   (`bench.producer`): each side's N in two halves, in the order bare, layer, layer,
+   bare (`Bench.produce_pair`), so both sides publish through the same minute of the
+   host: enqueue/s, publish p50/p99 over both halves;
+3. for each side, start a prefork worker (`-c 2`, `-l WARNING`) and time from its start
+   until all N tasks are done: drain/s, start-up included, as in the baseline. Bare
+   counts a Redis INCR done by the task; the layer waits for N Job rows SUCCESS and N
+   results stored (`bench.layer_db watch`); stop the worker (SIGTERM, then SIGKILL of
+   its process group);
+4. flush and empty again; both sides publish N in a view-shaped transaction, in the
+   same order and halves; the layer's round goes on until a worker's relay has
+   published and run all N.
 
 Bare is `bench.bare_app` (plain Celery, no result backend); layer is this project as
 deployed: `project.settings`, its Celery app, its database.
@@ -43,6 +48,7 @@ import redis
 
 from bench import processes, report
 from bench.bare_app import BROKER_URL_ENV, COUNTER_KEY, QUEUE
+from bench.figures import combine
 from bench.layer_db import PRELOADED_JOB_ID_ENV, PRELOADED_RESULT_ID_ENV
 from devstack.redis_server import RedisServer
 
@@ -249,8 +255,28 @@ class Bench:
 
     # --- one round of one side --------------------------------------------------------
 
-    def produce(self, side: str, number: int) -> dict[str, Any]:
-        out = self.run_dir / f"producer-{side}-{number}.json"
+    def produce_pair(self, first: str, second: str, number: int) -> tuple[dict, dict]:
+        """Both sides' N publishes, made in halves in the order first, second, second,
+        first, and each side's halves combined (bench.figures.combine).
+
+        Whole runs of N one side after the other put a minute between the two sides'
+        publishes, and a slow spell of the shared host in that minute decided the
+        ratio: run 1 of 2026-12-03 (third session) had PostgreSQL rounds where the
+        layer's producer took 30 % more CPU time per call than in the round before,
+        bare's not, for the same code path. In A B B A order a steady drift cancels and
+        a spell is shared.
+        """
+        half = self.n // 2
+        sizes = [half, self.n - half]
+        parts: dict[str, list[dict[str, Any]]] = {first: [], second: []}
+        for side in (first, second, second, first):
+            done = len(parts[side])
+            part = self.produce(side, number, sizes[done], f"{'ab'[done]}")
+            parts[side].append(part)
+        return combine(parts[first]), combine(parts[second])
+
+    def produce(self, side: str, number: int, calls: int, part: str = "") -> dict[str, Any]:
+        out = self.run_dir / f"producer-{side}-{number}{part}.json"
         env = {
             "bare": self.bare_env,
             # Django for the application's transaction, nothing of the layer
@@ -263,10 +289,10 @@ class Bench:
         }.get(side, self.layer_env)
         # The producer's own time limit: N publishes at 10/s is far below any real rate.
         processes.run(
-            ["-m", "bench.producer", side, "--n", str(self.n), "--out", str(out)],
+            ["-m", "bench.producer", side, "--n", str(calls), "--out", str(out)],
             env,
-            self.log(f"producer-{side}-{number}"),
-            timeout=60.0 + self.n / 10,
+            self.log(f"producer-{side}-{number}{part}"),
+            timeout=60.0 + calls / 10,
         )
         figures: dict[str, Any] = json.loads(out.read_text())
         return figures
@@ -279,9 +305,8 @@ class Bench:
             )
         return queued
 
-    def bare_round(self, number: int) -> dict[str, Any]:
-        self.redis.flushall()
-        produced = self.produce("bare", number)
+    def bare_round(self, number: int, produced: dict[str, Any]) -> dict[str, Any]:
+        """Drain bare Celery's N published messages (the queue `produce_pair` filled)."""
         queued = self.check_queued(QUEUE)
         start = Snapshot.take(self.redis_server)
         worker = processes.start(
@@ -305,10 +330,8 @@ class Bench:
             self.check_alive(worker, "bare", count, now > deadline)
             time.sleep(POLL_INTERVAL_S)
 
-    def layer_round(self, number: int) -> dict[str, Any]:
-        self.redis.flushall()
-        self.layer_db("reset")
-        produced = self.produce("layer", number)
+    def layer_round(self, number: int, produced: dict[str, Any]) -> dict[str, Any]:
+        """Drain the layer's N published jobs; the visibility lag of their rows."""
         queued = self.check_queued(LAYER_QUEUE)
         start, end, done_at, completed = self.drain_layer(f"layer-{number}")
         figures = self.figures("layer", number, produced, queued, start, end, done_at, completed)
@@ -348,7 +371,9 @@ class Bench:
             processes.stop(watcher)
         return start, end, done_at, completed
 
-    def atomic_enqueue_round(self, number: int, side: str = "layer-atomic") -> dict[str, Any]:
+    def atomic_enqueue_round(
+        self, number: int, side: str, produced: dict[str, Any]
+    ) -> dict[str, Any]:
         """Enqueue in a view-shaped transaction (bench.producer): `bare-atomic` is plain
         Celery published on commit; `layer-atomic` is `.delay()`, which writes the PENDING
         row with the COMMIT and leaves the publish to a worker's relay (tasks.relay).
@@ -357,9 +382,6 @@ class Bench:
         until a worker (whose relay publishes the committed rows) has run all N jobs:
         `relayed_drain_per_s` is that drain, relay included, timed like `layer`'s.
         """
-        self.redis.flushall()
-        self.layer_db("reset")
-        produced = self.produce(side, number)
         figures = {
             "round": number,
             "side": side,
@@ -514,36 +536,42 @@ class Bench:
 
     def run(self) -> None:
         for number in range(1, self.options.rounds + 1):
-            for side, one_round in (
-                ("bare", self.bare_round),
-                ("layer", self.layer_round),
-                ("bare-atomic", lambda n: self.atomic_enqueue_round(n, "bare-atomic")),
-                ("layer-atomic", self.atomic_enqueue_round),
-            ):
-                figures = one_round(number)
-                self.runs.append(figures)
-                print(
-                    f"round {number}/{self.options.rounds} {side:12}: "
-                    f"enqueue {figures['enqueue_per_s']:.0f}/s "
-                    f"(p50 {figures['publish_p50_us']:.0f} µs, "
-                    f"p99 {figures['publish_p99_us']:.0f} µs)"
-                    + (
-                        f", drain {figures['drain_per_s']:.0f}/s ({figures['drain_s']:.2f} s)"
-                        if "drain_per_s" in figures
-                        else ""
-                    )
-                    + (
-                        f", relayed and drained {figures['relayed_drain_per_s']:.0f}/s"
-                        if "relayed_drain_per_s" in figures
-                        else ""
-                    )
-                    + (
-                        f", lag p95 {figures['lag_p95_ms']:.0f} ms"
-                        if "lag_p95_ms" in figures
-                        else ""
-                    ),
-                    flush=True,
-                )
+            self.fresh_state()
+            bare, layer = self.produce_pair("bare", "layer", number)
+            self.keep(number, self.bare_round(number, bare))
+            self.keep(number, self.layer_round(number, layer))
+            self.fresh_state()
+            bare_atomic, layer_atomic = self.produce_pair("bare-atomic", "layer-atomic", number)
+            self.keep(number, self.atomic_enqueue_round(number, "bare-atomic", bare_atomic))
+            self.keep(number, self.atomic_enqueue_round(number, "layer-atomic", layer_atomic))
+
+    def fresh_state(self) -> None:
+        """An empty Redis and job table: every pair of sides starts from the same state."""
+        self.redis.flushall()
+        self.layer_db("reset")
+
+    def keep(self, number: int, figures: dict[str, Any]) -> None:
+        """Keep one side's figures for the medians and print its line."""
+        side = figures["side"]
+        self.runs.append(figures)
+        print(
+            f"round {number}/{self.options.rounds} {side:12}: "
+            f"enqueue {figures['enqueue_per_s']:.0f}/s "
+            f"(p50 {figures['publish_p50_us']:.0f} µs, "
+            f"p99 {figures['publish_p99_us']:.0f} µs)"
+            + (
+                f", drain {figures['drain_per_s']:.0f}/s ({figures['drain_s']:.2f} s)"
+                if "drain_per_s" in figures
+                else ""
+            )
+            + (
+                f", relayed and drained {figures['relayed_drain_per_s']:.0f}/s"
+                if "relayed_drain_per_s" in figures
+                else ""
+            )
+            + (f", lag p95 {figures['lag_p95_ms']:.0f} ms" if "lag_p95_ms" in figures else ""),
+            flush=True,
+        )
 
 
 def machine(server: redis.Redis) -> dict[str, Any]:

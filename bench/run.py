@@ -9,16 +9,16 @@ One round:
 
 1. flush the bench's Redis and empty the Job and TaskResult tables;
 2. producer subprocesses publish N `noop` tasks for each side, timing every `.delay()`
-   (`bench.producer`): each side's N in two halves, in the order bare, layer, layer,
-   bare (`Bench.produce_pair`), so both sides publish through the same minute of the
-   host: enqueue/s, publish p50/p99 over both halves;
+   (`bench.producer`): each side's N in four parts, in the order bare, layer, layer,
+   bare, layer, bare, bare, layer (`Bench.produce_pair`), so both sides publish
+   through the same minutes of the host: enqueue/s, publish p50/p99 over all parts;
 3. for each side, start a prefork worker (`-c 2`, `-l WARNING`) and time from its start
    until all N tasks are done: drain/s, start-up included, as in the baseline. Bare
    counts a Redis INCR done by the task; the layer waits for N Job rows SUCCESS and N
    results stored (`bench.layer_db watch`); stop the worker (SIGTERM, then SIGKILL of
    its process group);
 4. flush and empty again; both sides publish N in a view-shaped transaction, in the
-   same order and halves; the layer's round goes on until a worker's relay has
+   same order and parts; the layer's round goes on until a worker's relay has
    published and run all N.
 
 Bare is `bench.bare_app` (plain Celery, no result backend); layer is this project as
@@ -75,6 +75,11 @@ OWNED_ENV = (
     PRELOADED_JOB_ID_ENV,
     PRELOADED_RESULT_ID_ENV,
 )
+
+
+# Each side's N publishes in PARTS parts, interleaved in this order (Bench.produce_pair).
+PART_ORDER = "ABBABAAB"
+PARTS = PART_ORDER.count("A")
 
 
 @dataclass
@@ -256,22 +261,23 @@ class Bench:
     # --- one round of one side --------------------------------------------------------
 
     def produce_pair(self, first: str, second: str, number: int) -> tuple[dict, dict]:
-        """Both sides' N publishes, made in halves in the order first, second, second,
-        first, and each side's halves combined (bench.figures.combine).
+        """Both sides' N publishes, made in PARTS parts each in the order A B B A B A A B
+        (A = first), and each side's parts combined (bench.figures.combine).
 
         Whole runs of N one side after the other put a minute between the two sides'
         publishes, and a slow spell of the shared host in that minute decided the
         ratio: run 1 of 2026-12-03 (third session) had PostgreSQL rounds where the
         layer's producer took 30 % more CPU time per call than in the round before,
-        bare's not, for the same code path. In A B B A order a steady drift cancels and
-        a spell is shared.
+        bare's not, for the same code path. In this order a steady drift cancels, and a
+        spell shorter than a part costs each side at most a quarter of its calls: run 2
+        had one of 10 s (a layer half at 915/s, 494 calls over 2 ms; its other half
+        1,609/s) that halves in A B B A still left on one side.
         """
-        half = self.n // 2
-        sizes = [half, self.n - half]
+        sizes = [self.n // PARTS + (1 if k < self.n % PARTS else 0) for k in range(PARTS)]
         parts: dict[str, list[dict[str, Any]]] = {first: [], second: []}
-        for side in (first, second, second, first):
+        for side in (first if letter == "A" else second for letter in PART_ORDER):
             done = len(parts[side])
-            part = self.produce(side, number, sizes[done], f"{'ab'[done]}")
+            part = self.produce(side, number, sizes[done], "abcd"[done])
             parts[side].append(part)
         return combine(parts[first]), combine(parts[second])
 

@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -160,6 +161,28 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def with_database(url: str, database: int) -> str:
+    """`url` (redis://host:port/N) pointing at Redis database `database` instead."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+Producer = Callable[[int, str], dict[str, Any]]
+
+
+def interleave(first: Producer, second: Producer, n: int) -> tuple[dict, dict]:
+    """Both producers' n calls in PARTS parts each, in PART_ORDER (A = first), each
+    side's parts combined (bench.figures.combine). A producer is called with the number
+    of calls of that part and the part's letter (a, b, ...)."""
+    sizes = [n // PARTS + (1 if k < n % PARTS else 0) for k in range(PARTS)]
+    parts: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
+    for letter in PART_ORDER:
+        done = len(parts[letter])
+        produce = first if letter == "A" else second
+        parts[letter].append(produce(sizes[done], chr(ord("a") + done)))
+    return combine(parts["A"]), combine(parts["B"])
+
+
 def child_env(**values: str) -> dict[str, str]:
     """The caller's environment minus what the bench owns, plus the given values."""
     env = {k: v for k, v in os.environ.items() if k not in OWNED_ENV}
@@ -208,18 +231,22 @@ class Bench:
     database_url: str
     run_dir: Path
     runs: list[dict[str, Any]] = field(default_factory=list)
+    # The Redis database of this bench's queues and event streams: two layers on one
+    # server (bench.scale_ratios' empty and loaded tables) each need their own.
+    redis_db: int = 0
 
     def __post_init__(self) -> None:
-        self.redis = redis.Redis.from_url(self.redis_server.url)
-        self.bare_env = child_env(**{BROKER_URL_ENV: self.redis_server.url})
+        url = with_database(self.redis_server.url, self.redis_db)
+        self.redis = redis.Redis.from_url(url)
+        self.bare_env = child_env(**{BROKER_URL_ENV: url})
         self.layer_env = child_env(
             DJANGO_SETTINGS_MODULE="project.settings",
             SECRET_KEY=BENCH_SECRET_KEY,
             DEBUG="0",
             LOG_LEVEL="WARNING",
             DATABASE_URL=self.database_url,
-            REDIS_URL=self.redis_server.url,
-            CELERY_BROKER_URL=self.redis_server.url,
+            REDIS_URL=url,
+            CELERY_BROKER_URL=url,
         )
         # Generous: it allows for 10 tasks/s, a sixth of the slowest drain in the baseline.
         self.drain_timeout = 60.0 + self.options.n / 10
@@ -273,13 +300,11 @@ class Bench:
         had one of 10 s (a layer half at 915/s, 494 calls over 2 ms; its other half
         1,609/s) that halves in A B B A still left on one side.
         """
-        sizes = [self.n // PARTS + (1 if k < self.n % PARTS else 0) for k in range(PARTS)]
-        parts: dict[str, list[dict[str, Any]]] = {first: [], second: []}
-        for side in (first if letter == "A" else second for letter in PART_ORDER):
-            done = len(parts[side])
-            part = self.produce(side, number, sizes[done], "abcd"[done])
-            parts[side].append(part)
-        return combine(parts[first]), combine(parts[second])
+        return interleave(
+            lambda calls, part: self.produce(first, number, calls, part),
+            lambda calls, part: self.produce(second, number, calls, part),
+            self.n,
+        )
 
     def produce(self, side: str, number: int, calls: int, part: str = "") -> dict[str, Any]:
         out = self.run_dir / f"producer-{side}-{number}{part}.json"
@@ -649,6 +674,21 @@ def run_on(
     return bench
 
 
+def loaded_table_rounds(
+    options: Options, server: RedisServer, empty_url: str, run_dir: Path, stamp: str
+) -> dict[str, Any] | None:
+    """The layer on `empty_url` (the PostgreSQL rounds' database, emptied) against a
+    second database of the bench's own holding `options.scale_rows` finished jobs."""
+    from bench import scale_ratios
+
+    with postgres_database(f"{stamp}l") as loaded_url:
+        if not loaded_url:
+            return None
+        return scale_ratios.loaded_rounds(
+            options, server, empty_url, loaded_url, run_dir / "db3", options.scale_rows
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     # Here, not at the top: bench.scale_ratios builds on this module's Bench.
     from bench import scale_ratios
@@ -696,9 +736,7 @@ def main(argv: list[str] | None = None) -> int:
                             "runs": pg.runs,
                         }
                         if options.scale_rows:
-                            loaded = scale_ratios.loaded_rounds(
-                                options, server, pg_url, run_dir / "db3", options.scale_rows
-                            )
+                            loaded = loaded_table_rounds(options, server, pg_url, run_dir, stamp)
             meta = {
                 "started_at": started.isoformat(),
                 "n": options.n,
@@ -721,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = report.targets(results, memory)
     if loaded is not None:
         scale_ratios.summarize(loaded)
-        verdicts += scale_ratios.verdicts(results["PostgreSQL"], loaded)
+        verdicts += scale_ratios.verdicts(loaded)
     document = {
         **meta,
         "databases": results,
@@ -740,7 +778,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if loaded is not None:
         print()
-        print(scale_ratios.format_report(meta, results["PostgreSQL"], loaded))
+        print(scale_ratios.format_report(loaded))
     print()
     print(report.format_targets(verdicts))
     print(f"\nraw per-round figures: {results_path.relative_to(ROOT)}")

@@ -47,7 +47,7 @@ def test_percentiles_are_over_every_call_of_every_part() -> None:
 
 
 def test_no_parts_is_an_error_not_a_zero() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no producer parts"):
         combine([])
 
 

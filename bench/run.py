@@ -585,24 +585,26 @@ class Bench:
         """Keep one side's figures for the medians and print its line."""
         side = figures["side"]
         self.runs.append(figures)
-        print(
-            f"round {number}/{self.options.rounds} {side:12}: "
-            f"enqueue {figures['enqueue_per_s']:.0f}/s "
-            f"(p50 {figures['publish_p50_us']:.0f} µs, "
-            f"p99 {figures['publish_p99_us']:.0f} µs)"
-            + (
-                f", drain {figures['drain_per_s']:.0f}/s ({figures['drain_s']:.2f} s)"
-                if "drain_per_s" in figures
-                else ""
-            )
-            + (
-                f", relayed and drained {figures['relayed_drain_per_s']:.0f}/s"
-                if "relayed_drain_per_s" in figures
-                else ""
-            )
-            + (f", lag p95 {figures['lag_p95_ms']:.0f} ms" if "lag_p95_ms" in figures else ""),
-            flush=True,
+        print(round_line(f"round {number}/{self.options.rounds} {side:12}: ", figures), flush=True)
+
+
+def round_line(prefix: str, figures: dict[str, Any]) -> str:
+    """One side's round as the bench prints it while it runs: what it measured."""
+    return (
+        f"{prefix}enqueue {figures['enqueue_per_s']:.0f}/s "
+        f"(p50 {figures['publish_p50_us']:.0f} µs, p99 {figures['publish_p99_us']:.0f} µs)"
+        + (
+            f", drain {figures['drain_per_s']:.0f}/s ({figures['drain_s']:.2f} s)"
+            if "drain_per_s" in figures
+            else ""
         )
+        + (
+            f", relayed and drained {figures['relayed_drain_per_s']:.0f}/s"
+            if "relayed_drain_per_s" in figures
+            else ""
+        )
+        + (f", lag p95 {figures['lag_p95_ms']:.0f} ms" if "lag_p95_ms" in figures else "")
+    )
 
 
 def machine(server: redis.Redis) -> dict[str, Any]:

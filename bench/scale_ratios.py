@@ -134,18 +134,8 @@ def paired_round(
     def keep(table: str, result: dict[str, Any]) -> None:
         result["table"] = table
         figures.append(result)
-        print(
-            f"round {number}/{rounds} {result['side']:12} {table:6}: "
-            f"enqueue {result['enqueue_per_s']:.0f}/s (p99 {result['publish_p99_us']:.0f} µs)"
-            + (f", drain {result['drain_per_s']:.0f}/s" if "drain_per_s" in result else "")
-            + (
-                f", relayed and drained {result['relayed_drain_per_s']:.0f}/s"
-                if "relayed_drain_per_s" in result
-                else ""
-            )
-            + (f", lag p95 {result['lag_p95_ms']:.0f} ms" if "lag_p95_ms" in result else ""),
-            flush=True,
-        )
+        prefix = f"round {number}/{rounds} {result['side']:12} {table:6}: "
+        print(bench_run.round_line(prefix, result), flush=True)
 
     for side in ("layer", "layer-atomic"):
         first.fresh_state()  # FLUSHALL: both layers' Redis databases

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import statistics
 import sys
@@ -184,7 +185,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--measure-only",
+        action="store_true",
+        help="time the questions on the database of DATABASE_URL, already loaded with "
+        "--rows jobs, and print the figures as JSON (what `make bench` runs)",
+    )
     args = parser.parse_args(argv)
+    if args.measure_only:
+        print(json.dumps(measure(args.rows)))
+        return 0
 
     import psycopg
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import signal
 import sys
 import time
@@ -98,6 +99,7 @@ def loaded_rounds(
     above = loaded.layer_db("rows").strip()
     if above != "jobs=0 results=0":
         raise RuntimeError(f"rows above the marks {marks} right after the load: {above}")
+    queries = admin_and_dashboard_queries(loaded, rows)
     print(
         f"bench: N={options.n}, {options.rounds} paired round(s), the layer on an empty "
         f"table and on {rows:,} rows (kept: Job ids <= {marks['jobs']}, TaskResult ids "
@@ -120,8 +122,27 @@ def loaded_rounds(
         "rows": rows,
         "load": timings,
         "marks": {key: int(value) for key, value in marks.items()},
+        "queries": queries,
         "runs": runs,
     }
+
+
+def admin_and_dashboard_queries(loaded: bench_run.Bench, rows: int) -> list[dict[str, Any]]:
+    """The admin's and the dashboard's questions timed on the loaded table (bench.scale's
+    `measure`, in a process of the layer's settings): p50/p95 ms per question."""
+    env = {**loaded.layer_env, "ALLOWED_HOSTS": "testserver"}
+    log = loaded.log("queries")
+    # Production settings serve hashed static files: the admin pages need the manifest.
+    processes.run(["manage.py", "collectstatic", "--no-input", "-v", "0"], env, log, 600)
+    out = processes.run(["-m", "bench.scale", "--rows", str(rows), "--measure-only"], env, log, 600)
+    queries = json.loads(out.strip().splitlines()[-1])
+    for query in queries:
+        print(
+            f"bench: {query['question']}: p50 {query['p50_ms']:.1f} ms, "
+            f"p95 {query['p95_ms']:.1f} ms",
+            flush=True,
+        )
+    return queries
 
 
 def paired_round(
@@ -196,6 +217,16 @@ def verdicts(loaded: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "unit": "",
                 "target": f">= {RATIO_KEPT_TARGET} (rounds {rounds})",
                 "pass": figures["loaded_over_empty"] >= RATIO_KEPT_TARGET,
+            }
+        )
+    for query in loaded.get("queries", ()):
+        lines.append(
+            {
+                "figure": f"{query['question']}, p95, {loaded['rows']:,} rows",
+                "value": query["p95_ms"],
+                "unit": "ms",
+                "target": f"< {scale.P95_TARGET_MS:.0f} (p50 {query['p50_ms']:.1f})",
+                "pass": query["p95_ms"] < scale.P95_TARGET_MS,
             }
         )
     lines.append(

@@ -17,9 +17,7 @@ import os
 import redis
 from celery import Celery
 
-BROKER_URL_ENV = "BENCH_BROKER_URL"
-QUEUE = "bench"
-COUNTER_KEY = "bench:done"
+from bench.bare_names import BROKER_URL_ENV, COUNTER_KEY, QUEUE
 
 app = Celery("bare", broker=os.environ.get(BROKER_URL_ENV) or None)
 app.conf.update(

@@ -48,7 +48,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from bench import processes, report
-from bench.bare_app import BROKER_URL_ENV, COUNTER_KEY, QUEUE
+from bench.bare_names import BROKER_URL_ENV, COUNTER_KEY, QUEUE
 from bench.figures import combine
 from bench.layer_db import PRELOADED_JOB_ID_ENV, PRELOADED_RESULT_ID_ENV
 from devstack.redis_server import RedisServer

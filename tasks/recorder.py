@@ -39,8 +39,8 @@ BATCH = 1000  # entries per batch, at most
 # Payload bytes per batch, about 2,000 events. What bounds a batch's memory: an entry
 # from a publisher holds up to sinks.MAX_BUFFER events, so BATCH entries of a backlog of
 # enqueues could be 500,000 events in one batch, and the process keeps the memory of
-# its biggest batch. (The recorder's growth over `make bench`'s memory check, 75 to
-# 125 MiB, was another cause: one-off prepared statements, see tasks.upsert.)
+# its biggest batch. (The recorder's growth over `make bench`'s memory check, 85 to
+# 124 MiB, was another cause: one-off prepared statements, see tasks.upsert.)
 BATCH_BYTES = 1 << 20
 FIRST_CHUNK = 8  # entries per stream in the first read of a batch; chunks double after
 CLAIM_CHUNK = 32  # abandoned entries claimed per stream and step

@@ -25,7 +25,7 @@ from django.db.models import Model
 # sqlite3 module keeps its last 128 statements prepared, and a multi-row upsert's
 # prepared program is about 2 KiB per row; a statement for every remainder (1-199 rows
 # with the old fixed chunk of 200) filled that cache with one-off programs, and the
-# recorder grew by 35 MiB over its first 100,000 jobs (`make bench`'s memory check).
+# recorder grew by about 40 MiB over its first 100,000 jobs (`make bench`'s memory check).
 # With these sizes, a column set has at most 8 statements, each reused. 128 rows stay far
 # below SQLite's 32766 bound variables.
 STATEMENT_ROWS = (128, 64, 32, 16, 8, 4, 2, 1)

@@ -48,8 +48,8 @@ def layer_task() -> Any:
     import django
 
     django.setup()
+    from demo.tasks import noop
     from tasks.base import TrackedTask
-    from tasks.demo import noop
 
     # `shared_task` binds to the current app: make sure that is the project's (its
     # broker, its TrackedTask base), not a default app that would measure something else.

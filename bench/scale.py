@@ -5,7 +5,7 @@
 1. creates a PostgreSQL database of its own on 127.0.0.1:5432 and migrates it;
 2. loads `--rows` finished jobs spread over the last 30 days: COPY streams compact rows
    (numbers only) into an unlogged staging table, one INSERT ... SELECT turns them into
-   `tasks_job` rows on the server, with the secondary indexes dropped during the load and
+   `tasklayer_job` rows on the server, with the secondary indexes dropped during the load and
    built afterwards (the fast way to load a big table);
 3. times, 20 times each, through the real Django stack: the admin job list (first page),
    the list filtered by status, a search by task id, and the dashboard's two questions
@@ -42,7 +42,7 @@ REPEAT = 100
 
 STAGING_COPY = "COPY bench_staging (i, created_ms, run_ms, kind) FROM STDIN"
 FILL_SQL = """
-INSERT INTO tasks_job (
+INSERT INTO tasklayer_job (
     task_id, name, queue, priority, args, kwargs, status, progress, progress_message,
     result, error, traceback, attempts, worker, correlation_id, parent_id, root_id,
     group_id, eta, created_at, updated_at, sent_at, started_at, finished_at,
@@ -86,7 +86,7 @@ def load(url: str, rows: int) -> dict[str, float]:
     timings: dict[str, float] = {}
     with psycopg.connect(url, autocommit=True) as conn:
         indexes = conn.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tasks_job' "
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tasklayer_job' "
             "AND indexname NOT IN (SELECT conname FROM pg_constraint)"
         ).fetchall()
         for name, _ in indexes:
@@ -114,7 +114,7 @@ def load(url: str, rows: int) -> dict[str, float]:
             conn.execute(definition)
         timings["indexes_s"] = time.monotonic() - started
         started = time.monotonic()
-        conn.execute("VACUUM ANALYZE tasks_job")
+        conn.execute("VACUUM ANALYZE tasklayer_job")
         timings["analyze_s"] = time.monotonic() - started
         # The load dirtied gigabytes of buffers; without this the checkpointer writes them
         # out over the next minutes, under whatever is measured next.
@@ -153,9 +153,9 @@ def measure(rows: int) -> list[dict[str, Any]]:
         return fetch
 
     questions = {
-        "admin job list, first page": page("/admin/tasks/job/"),
-        "admin job list, status=FAILURE": page("/admin/tasks/job/?status__exact=FAILURE"),
-        "admin search by task id": page(f"/admin/tasks/job/?q={middle_id}"),
+        "admin job list, first page": page("/admin/tasklayer/job/"),
+        "admin job list, status=FAILURE": page("/admin/tasklayer/job/?status__exact=FAILURE"),
+        "admin search by task id": page(f"/admin/tasklayer/job/?q={middle_id}"),
         "jobs by status, last hour": lambda: stats.status_counts(hour_ago),
         "run time p50/p95 per task, last hour": lambda: stats.runtime_percentiles(hour_ago),
     }

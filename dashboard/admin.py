@@ -189,13 +189,13 @@ class JobAdmin(admin.ModelAdmin):
             )
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("tasks.cancel_job")
+        return request.user.has_perm("tasklayer.cancel_job")
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("tasks.retry_job")
+        return request.user.has_perm("tasklayer.retry_job")
 
     def has_replay_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("tasks.replay_dead_letter")
+        return request.user.has_perm("tasklayer.replay_dead_letter")
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Job], search_term: str

@@ -36,7 +36,7 @@ RUNTIME = "EXTRACT(EPOCH FROM j.finished_at - j.started_at)"
 PERCENTILES_SQL = (
     f"SELECT j.name, percentile_cont(0.5) WITHIN GROUP (ORDER BY {RUNTIME}),"  # noqa: S608
     f" percentile_cont(0.95) WITHIN GROUP (ORDER BY {RUNTIME})"
-    " FROM tasks_job j WHERE j.id IN ({ids}) GROUP BY j.name"
+    " FROM tasklayer_job j WHERE j.id IN ({ids}) GROUP BY j.name"
 )
 
 

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from tasks.demo import sleep_with_progress
+from demo.tasks import sleep_with_progress
 from tasks.models import Job
 
 

@@ -61,7 +61,7 @@ def main() -> int:
                 [
                     "",
                     f"  Demo:    http://127.0.0.1:{env['WEB_PORT']}/demo/",
-                    f"  Admin:   http://127.0.0.1:{env['WEB_PORT']}/admin/tasks/job/",
+                    f"  Admin:   http://127.0.0.1:{env['WEB_PORT']}/admin/tasklayer/job/",
                     f"  Flower:  http://127.0.0.1:{env['FLOWER_PORT']}/  "
                     f"(user {user!r}, password in var/flower-basic-auth or FLOWER_BASIC_AUTH)",
                     f"  Broker:  {env.get('CELERY_BROKER_URL') or env['REDIS_URL']}"

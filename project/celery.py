@@ -17,5 +17,3 @@ app = TaskLayerCelery("project", task_cls="tasks.base:TrackedTask")
 # CELERY_* Django settings, read once, lazily (project/celery_config.py says why).
 app.config_from_object("project.celery_config:CELERY")
 app.autodiscover_tasks()
-app.autodiscover_tasks(["tasks"], related_name="demo")
-app.autodiscover_tasks(["tasks"], related_name="retention")

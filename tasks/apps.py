@@ -5,13 +5,16 @@ from django.apps import AppConfig
 
 class TasksConfig(AppConfig):
     name = "tasks"
+    # Not "tasks": that is a common app name, and Django refuses two apps with one label.
+    label = "tasklayer"
     verbose_name = "Task layer"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
         from celery import current_app
 
-        from tasks import cancellation, outbox, receivers, uniqueness, worker_steps
+        # retention: its beat task (tasks.retention.prune_jobs) is registered by the import.
+        from tasks import cancellation, outbox, receivers, retention, uniqueness, worker_steps  # noqa: F401
 
         receivers.connect()
         worker_steps.connect(current_app)

@@ -207,8 +207,11 @@ class Job(models.Model):
             ("retry_job", "Can retry failed or revoked jobs"),
             ("replay_dead_letter", "Can replay or purge dead letters"),
         ]
-        # The name PostgreSQL gave the constraint that `unique=True` created (0006).
-        constraints = [models.UniqueConstraint(fields=["task_id"], name="tasks_job_task_id_key")]
+        # A constraint rather than `unique=True`: on PostgreSQL the latter also builds a
+        # LIKE index (varchar_pattern_ops) that no query uses, a cost on every insert.
+        constraints = [
+            models.UniqueConstraint(fields=["task_id"], name="tasklayer_job_task_id_key")
+        ]
         indexes = [
             models.Index(fields=["status", "-created_at"], name="job_status_created"),
             models.Index(fields=["name", "-created_at"], name="job_name_created"),
@@ -308,22 +311,8 @@ class OutboxMessage(models.Model):
     class Meta:
         indexes = [models.Index(fields=["due_at"], name="outbox_due")]
         constraints = [
-            models.UniqueConstraint(fields=["task_id"], name="tasks_outboxmessage_task_id_key")
+            models.UniqueConstraint(fields=["task_id"], name="tasklayer_outboxmessage_task_id_key")
         ]
 
     def __str__(self) -> str:
         return f"{self.name} [{self.task_id}] due {self.due_at:%Y-%m-%d %H:%M:%S}"
-
-
-class DemoCounter(models.Model):
-    """Attempt counters for the `tasks.demo.flaky` demo task, shared by all workers.
-
-    Lives in the database (not worker memory) so "fail the first N attempts for this
-    key" holds across processes, restarts and replays.
-    """
-
-    key = models.CharField(max_length=255, unique=True)
-    count = models.PositiveIntegerField(default=0)
-
-    def __str__(self) -> str:
-        return f"{self.key}={self.count}"

@@ -153,7 +153,7 @@ def _count_in_database(key: str) -> int:
     """Count one execution in the test database (survives broker restarts)."""
     from django.db.models import F
 
-    from tasks.models import DemoCounter
+    from demo.models import DemoCounter
 
     DemoCounter.objects.get_or_create(key=key)
     DemoCounter.objects.filter(key=key).update(count=F("count") + 1)

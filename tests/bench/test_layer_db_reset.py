@@ -74,13 +74,13 @@ def add_rows(conn: psycopg.Connection, jobs: int, results: int, prefix: str) -> 
         name
         for (name,) in conn.execute(
             "SELECT column_name FROM information_schema.columns "
-            "WHERE table_name = 'tasks_job' AND column_name <> 'id'"
+            "WHERE table_name = 'tasklayer_job' AND column_name <> 'id'"
         )
     ]
     chosen = ", ".join(f"%s || {c}" if c == "task_id" else c for c in columns)
     conn.execute(
-        f"INSERT INTO tasks_job ({', '.join(columns)}) "  # noqa: S608 (catalog names)
-        f"SELECT {chosen} FROM tasks_job ORDER BY id LIMIT %s",
+        f"INSERT INTO tasklayer_job ({', '.join(columns)}) "  # noqa: S608 (catalog names)
+        f"SELECT {chosen} FROM tasklayer_job ORDER BY id LIMIT %s",
         [prefix, jobs],
     )
     for k in range(results):
@@ -95,7 +95,7 @@ def add_rows(conn: psycopg.Connection, jobs: int, results: int, prefix: str) -> 
 def add_outbox_message(conn: psycopg.Connection, task_id: str) -> None:
     """A message due now, as bench.transaction_floor used to leave them behind."""
     conn.execute(
-        "INSERT INTO tasks_outboxmessage (task_id, name, args, kwargs, options, due_at, "
+        "INSERT INTO tasklayer_outboxmessage (task_id, name, args, kwargs, options, due_at, "
         "claimed_at, attempts, last_error, created_at) "
         "VALUES (%s, 'tasks.demo.noop', '[1]', '{}', '{}', now(), NULL, 0, '', now())",
         [task_id],
@@ -103,13 +103,13 @@ def add_outbox_message(conn: psycopg.Connection, task_id: str) -> None:
 
 
 def outbox_messages(conn: psycopg.Connection) -> int:
-    row = conn.execute("SELECT count(*) FROM tasks_outboxmessage").fetchone()
+    row = conn.execute("SELECT count(*) FROM tasklayer_outboxmessage").fetchone()
     assert row is not None
     return int(row[0])
 
 
 def counts(conn: psycopg.Connection) -> tuple[int, int]:
-    jobs = conn.execute("SELECT count(*) FROM tasks_job").fetchone()
+    jobs = conn.execute("SELECT count(*) FROM tasklayer_job").fetchone()
     results = conn.execute("SELECT count(*) FROM django_celery_results_taskresult").fetchone()
     assert jobs is not None
     assert results is not None

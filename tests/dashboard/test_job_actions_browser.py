@@ -10,7 +10,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 
-from tasks.demo import always_fail, sleep_with_progress
+from demo.tasks import always_fail, sleep_with_progress
 from tasks.models import DeadLetterResolution, Job, JobStatus
 from tests.support.browser import chromium_page
 from tests.support.jobs import wait_for_job
@@ -31,7 +31,7 @@ def log_in(page: Any, base_url: str, username: str, next_path: str) -> None:
 def run_action(page: Any, base_url: str, job: Job, label: str, shot: Path) -> str:
     """Select one job in the change list, run the action labelled `label`, return the
     messages the admin shows."""
-    page.goto(f"{base_url}/admin/tasks/job/?q={job.task_id}")
+    page.goto(f"{base_url}/admin/tasklayer/job/?q={job.task_id}")
     page.check(f"input[name=_selected_action][value='{job.pk}']")
     page.select_option("select[name=action]", label=label)
     page.click("button[name=index]")
@@ -53,7 +53,7 @@ def test_operator_replays_a_dead_letter_and_cancels_a_running_job(
     # No ORM calls inside the browser block: playwright's greenlet has a context of its
     # own, where Django would use (and keep) a separate database connection.
     with chromium_page(shots) as page:
-        log_in(page, live_server.url, "ops", "/admin/tasks/job/")
+        log_in(page, live_server.url, "ops", "/admin/tasklayer/job/")
         replayed = run_action(
             page, live_server.url, dead, "Replay selected dead letters", shots / "replay.png"
         )
@@ -88,7 +88,7 @@ def test_actions_follow_the_operator_s_permissions(
     job = wait_for_job(always_fail.delay("no rights").id, timeout=40)
 
     with chromium_page(output_dir / "screenshots") as page:
-        log_in(page, live_server.url, "viewer", f"/admin/tasks/job/?q={job.task_id}")
+        log_in(page, live_server.url, "viewer", f"/admin/tasklayer/job/?q={job.task_id}")
         page.locator("select[name=action]").wait_for()
         labels = page.locator("select[name=action] option").all_inner_texts()
         page.screenshot(path=str(output_dir / "screenshots" / "actions-viewer.png"))

@@ -36,7 +36,7 @@ def listed_ids(response: object) -> set[str]:
 
 
 def test_search_by_task_id_finds_exactly_that_job(admin_client: Client, jobs: list[Job]) -> None:
-    response = admin_client.get("/admin/tasks/job/", {"q": "task-3"})
+    response = admin_client.get("/admin/tasklayer/job/", {"q": "task-3"})
     assert response.status_code == 200
     assert listed_ids(response) == {"task-3"}
 
@@ -44,23 +44,23 @@ def test_search_by_task_id_finds_exactly_that_job(admin_client: Client, jobs: li
 def test_search_by_correlation_id_finds_the_request_s_jobs(
     admin_client: Client, jobs: list[Job]
 ) -> None:
-    assert listed_ids(admin_client.get("/admin/tasks/job/", {"q": "req-42"})) == {
+    assert listed_ids(admin_client.get("/admin/tasklayer/job/", {"q": "req-42"})) == {
         "task-0",
         "task-1",
     }
 
 
 def test_search_by_exact_task_name(admin_client: Client, jobs: list[Job]) -> None:
-    response = admin_client.get("/admin/tasks/job/", {"q": "shop.tasks.invoice"})
+    response = admin_client.get("/admin/tasklayer/job/", {"q": "shop.tasks.invoice"})
     assert listed_ids(response) == {"task-1", "task-3", "task-5"}
-    assert listed_ids(admin_client.get("/admin/tasks/job/", {"q": "invoice"})) == set()
+    assert listed_ids(admin_client.get("/admin/tasklayer/job/", {"q": "invoice"})) == set()
 
 
 def test_filters_by_status_and_by_configured_queue(admin_client: Client, jobs: list[Job]) -> None:
-    assert listed_ids(admin_client.get("/admin/tasks/job/", {"status__exact": "FAILURE"})) == {
+    assert listed_ids(admin_client.get("/admin/tasklayer/job/", {"status__exact": "FAILURE"})) == {
         "task-4"
     }
-    response = admin_client.get("/admin/tasks/job/", {"queue": "high"})
+    response = admin_client.get("/admin/tasklayer/job/", {"queue": "high"})
     assert listed_ids(response) == {"task-0", "task-3"}
     assert b">low</a>" in response.content  # the configured queues are offered
 
@@ -78,14 +78,14 @@ def test_jobs_cannot_be_added_changed_or_deleted_from_the_admin(
     admin_client: Client, jobs: list[Job]
 ) -> None:
     job = jobs[0]
-    assert admin_client.get("/admin/tasks/job/add/").status_code == 403
-    assert admin_client.post(f"/admin/tasks/job/{job.pk}/delete/").status_code == 403
-    page = admin_client.get(f"/admin/tasks/job/{job.pk}/change/")
+    assert admin_client.get("/admin/tasklayer/job/add/").status_code == 403
+    assert admin_client.post(f"/admin/tasklayer/job/{job.pk}/delete/").status_code == 403
+    page = admin_client.get(f"/admin/tasklayer/job/{job.pk}/change/")
     assert page.status_code == 200
     assert b'name="_save"' not in page.content
 
 
 def test_the_job_admin_requires_staff(client: Client, jobs: list[Job]) -> None:
-    response = client.get("/admin/tasks/job/")
+    response = client.get("/admin/tasklayer/job/")
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]

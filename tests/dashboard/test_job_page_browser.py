@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 
-from tasks.demo import flaky
+from demo.tasks import flaky
 from tests.support.browser import chromium_page
 from tests.support.jobs import wait_for_job
 from tests.support.worker import WorkerProcess
@@ -26,7 +26,7 @@ def test_a_retried_job_page_lists_each_attempt(
     assert job.status == "SUCCESS"
 
     with chromium_page(output_dir / "screenshots") as page:
-        page.goto(f"{live_server.url}/admin/login/?next=/admin/tasks/job/{job.pk}/change/")
+        page.goto(f"{live_server.url}/admin/login/?next=/admin/tasklayer/job/{job.pk}/change/")
         page.fill("#id_username", "ops")
         page.fill("#id_password", "s3cret-pass")
         page.click("input[type=submit]")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from celery import chain, chord, group
 
+from demo.tasks import add
 from plaincelery.tasks import total
-from tasks.demo import add
 from tasks.models import Job, JobStatus
 from tests.support.jobs import wait_for_job
 from tests.support.worker import WorkerProcess

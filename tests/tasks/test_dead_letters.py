@@ -10,8 +10,8 @@ import pytest
 import redis
 from celery import current_app
 
+from demo.tasks import always_fail, flaky
 from tasks import dead_letter_queue, dead_letters
-from tasks.demo import always_fail, flaky
 from tasks.models import DeadLetterResolution, JobAttempt, JobStatus
 from tasks.retry_policy import RetryPolicy
 from tests.support.jobs import wait_for_job

@@ -9,7 +9,7 @@ import uuid
 import pytest
 import redis
 
-from tasks.demo import add
+from demo.tasks import add
 from tasks.models import JobStatus
 from tasks.redis_transport import MALFORMED_QUEUE
 from tests.support.jobs import wait_for_job

@@ -22,10 +22,11 @@ from django.test import Client, override_settings
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from demo.models import DemoCounter
 from devstack.redis_server import RedisServer, free_port
 from tasks import outbox, relay
 from tasks.exceptions import BrokerUnavailable
-from tasks.models import DemoCounter, Job, JobStatus, OutboxMessage
+from tasks.models import Job, JobStatus, OutboxMessage
 from tests.conftest import worker_env
 from tests.faults import count_run
 from tests.support.broker import queued_messages, use_broker
@@ -37,9 +38,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def enqueue_counted_job(request: HttpRequest) -> JsonResponse:
-    """A view as users write them: enqueue inside the request's transaction."""
+    """A view as users write them: enqueue inside the request's transaction.
+
+    The queue is the test's own: the session worker (whichever broker it is on) shares
+    the test database, and its relay would otherwise claim and publish the row first.
+    """
     with transaction.atomic():
-        result = count_run.delay(request.GET["key"])
+        result = count_run.apply_async((request.GET["key"],), queue=request.GET["queue"])
     return JsonResponse({"task_id": result.id})
 
 
@@ -68,13 +73,14 @@ def test_job_enqueued_by_a_view_while_redis_is_down_runs_once_after_redis_restar
     restartable_redis: RedisServer, celery_app: Celery, output_dir: Path
 ) -> None:
     key = f"outage-{uuid.uuid4().hex[:8]}"
+    queue = unconsumed_queue()  # consumed (and relayed) only by this test's worker
     with (
         use_broker(celery_app, restartable_redis.url),
         override_settings(ROOT_URLCONF="tests.outbox_urls"),
     ):
         restartable_redis.stop()
         started = time.monotonic()
-        response = Client().get("/enqueue-counted/", {"key": key})
+        response = Client().get("/enqueue-counted/", {"key": key, "queue": queue})
         elapsed = time.monotonic() - started
 
         assert response.status_code == 200
@@ -86,7 +92,7 @@ def test_job_enqueued_by_a_view_while_redis_is_down_runs_once_after_redis_restar
             "tests.faults.count_run",
             [key],
         )
-        assert job.message["queue"] == "default"
+        assert job.message["queue"] == queue
         assert job.publish_due_at is not None
 
         # A relay pass meets the dead broker: bounded, nothing published, the row given
@@ -105,6 +111,7 @@ def test_job_enqueued_by_a_view_while_redis_is_down_runs_once_after_redis_restar
             app=celery_app,
             env=worker_env(restartable_redis.url),
             log_path=output_dir / "logs" / "worker-outbox-outage.log",
+            queues=queue,
         )
         try:
             worker.start()  # its relay publishes the job

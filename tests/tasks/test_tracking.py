@@ -11,8 +11,8 @@ import pytest
 from celery import Celery
 from celery.result import AsyncResult
 
+from demo.tasks import add
 from plaincelery.tasks import parse_amount, word_count
-from tasks.demo import add
 from tasks.models import Job, JobStatus
 from tests.support.jobs import wait_for_job
 from tests.support.worker import WorkerProcess

@@ -10,9 +10,10 @@ import pytest
 from celery import Celery
 from django.db import connection, connections, transaction
 
+from demo.models import DemoCounter
 from tasks import exceptions, outbox
 from tasks.exceptions import InvalidUniqueKey
-from tasks.models import DemoCounter, Job, JobStatus, OutboxMessage
+from tasks.models import Job, JobStatus, OutboxMessage
 from tests.faults import unique_by_callable, unique_count, unique_short_ttl
 from tests.support.jobs import wait_for_job
 from tests.support.worker import WorkerProcess

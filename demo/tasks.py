@@ -13,7 +13,7 @@ from celery import shared_task
 from django.db import transaction
 from django.db.models import F
 
-from tasks.models import DemoCounter
+from demo.models import DemoCounter
 
 
 class DemoTransientError(Exception):

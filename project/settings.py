@@ -172,34 +172,23 @@ if not DEBUG:
 # --- Celery ----------------------------------------------------------------------------
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL
-# django-celery-results' tables and read path; its writes are batched with the job
-# records (tasks/results.py explains why).
-CELERY_RESULT_BACKEND = "tasks.results:BatchedDatabaseBackend"
-CELERY_RESULT_EXTENDED = True
-CELERY_TASK_TRACK_STARTED = True
 CELERY_TIMEZONE = TIME_ZONE
+# Everything else the layer needs from Celery (JSON only, late acks, the result
+# backend, the worker consumer, the Redis transport, beat's housekeeping entries) is
+# filled in by the app class, tasks.app.TaskLayerCelery, wherever this file is silent:
+# see tasks/celery_defaults.py.
 
-# JSON only: pickle would let anyone who can write to the broker run code in workers.
-CELERY_TASK_SERIALIZER = "json"
-CELERY_RESULT_SERIALIZER = "json"
-CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_RESULT_ACCEPT_CONTENT = ["json"]
-
+# This deployment's own default queue. Producers that use Celery's defaults send to
+# `celery`, which the workers consume too (TASKS_QUEUES, Procfile.dev, docker-compose).
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # The queues workers consume (make run, docker-compose); the admin filters by them.
-TASKS_QUEUES = env_list("TASKS_QUEUES", ["high", "default", "low"])
+TASKS_QUEUES = env_list("TASKS_QUEUES", ["high", "default", "low", "celery"])
 # Extra task modules for workers to import (comma-separated), beyond installed apps.
 CELERY_IMPORTS = env_list("CELERY_IMPORTS", [])
 
-# At-least-once delivery: a message is acknowledged only after its task finished, and a
-# worker process that dies mid-task gives its message back instead of losing it. With
-# prefetch 1 a worker holds no more unstarted messages than it has idle processes, so a
-# crash strands as few jobs as possible and long jobs do not block short ones. A
-# deployment of many short jobs may raise it (more messages held per worker, fewer
-# waits for the broker between them; in an A/B of make bench's drains, a multiplier
-# of 4 drained noop jobs faster, docs/benchmarks.md).
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# The layer's default prefetch is 1: a crash strands as few jobs as possible and long
+# jobs do not block short ones. A deployment of many short jobs may raise it (more
+# messages held per worker, fewer waits for the broker between them).
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 1)
 
 # Time limits are per task (`@shared_task(time_limit=..., soft_time_limit=...)`); a
@@ -238,7 +227,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
         ),
     ),
 }
-CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- Retries and dead letters --------------------------------------------------------
 # A job that fails for good (retries exhausted, an error not retried, a worker lost too
@@ -255,40 +243,14 @@ CELERY_TASK_ACKS_ON_FAILURE = not (
     and TASKS_RABBITMQ_DEAD_LETTER_POLICY
     and CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://"))
 )
-# Not for a hard time limit: Celery requeues a timed-out message it is told not to
-# acknowledge, and the job would time out again forever. It is acknowledged and the
-# layer parks a copy itself (tasks/dead_letters.py).
-CELERY_TASK_ACKS_ON_TIMEOUT = True
-# A pool process that dies mid-task (SIGKILL, OOM, segfault) makes Celery requeue the
-# message, forever if the task kills every process that runs it (a poison pill). As a
-# retry instead, the loss is counted on the job (attempts) and bounded by max_retries,
-# after which the job is dead-lettered.
-CELERY_TASK_RETRY_ON_WORKER_LOST = True
-
-# A message that is not a task must not take the worker down or vanish: the Redis
-# transport parks undecodable entries in `dead_letter.malformed` (kombu's would crash
-# the worker), and the consumer marks the job's row when the message names one.
-if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    CELERY_BROKER_TRANSPORT = "tasks.redis_transport:Transport"
-CELERY_WORKER_CONSUMER = "tasks.consumer:TrackedConsumer"
 
 # Tests and debugging can ask for every job event to be written before the call returns.
 TASKS_RECORD_SYNCHRONOUSLY = env_bool("TASKS_RECORD_SYNCHRONOUSLY", False)
 
+# The layer adds its housekeeping (pruning, the outbox's reconciler) to beat's
+# schedule; the DatabaseScheduler installs it in django-celery-beat's tables, where it
+# is editable in the admin.
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
-# Installed into django-celery-beat's tables by the DatabaseScheduler; editable in the admin.
-CELERY_BEAT_SCHEDULE = {
-    "prune-old-jobs": {"task": "tasks.retention.prune_jobs", "schedule": 15 * 60},
-    # Publishes outbox messages that are due: jobs whose commit-time publish failed
-    # (broker down), far-future jobs held in the database, failed retry re-publishes.
-    # One indexed query when there is nothing to do. `expires`: a run that waited
-    # longer than an interval is skipped, the next one does the same work.
-    "publish-outbox": {
-        "task": "tasks.outbox.publish_due",
-        "schedule": 10.0,
-        "options": {"expires": 10.0},
-    },
-}
 
 # Beat's housekeeping that runs every few seconds gets no Job row unless it fails.
 TASKS_UNTRACKED_TASKS = ["tasks.outbox.publish_due"]

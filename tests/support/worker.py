@@ -23,7 +23,9 @@ class WorkerProcess:
     app: Celery
     env: dict[str, str]
     log_path: Path
-    queues: str = "default"
+    # None: no -Q, the queues a worker consumes by default (the project's default
+    # queue and Celery's own, `celery`: tasks.celery_defaults).
+    queues: str | None = None
     concurrency: int = 2
     extra_args: tuple[str, ...] = ()
     name: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:8]}@localhost")
@@ -44,8 +46,7 @@ class WorkerProcess:
                 "prefork",
                 "-c",
                 str(self.concurrency),
-                "-Q",
-                self.queues,
+                *(("-Q", self.queues) if self.queues else ()),
                 "-n",
                 self.name,
                 "-l",

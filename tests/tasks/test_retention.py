@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from celery import Celery
 from django.utils import timezone
 
 from tasks.models import Job, JobStatus
@@ -62,8 +63,8 @@ def test_a_run_can_stop_after_a_bounded_number_of_batches_and_resume() -> None:
     assert prune(batch_size=3)["SUCCESS"] == 4
 
 
-def test_retention_is_scheduled_in_beat(settings: object) -> None:
-    from django.conf import settings as django_settings
-
-    entry = django_settings.CELERY_BEAT_SCHEDULE["prune-old-jobs"]
-    assert entry["task"] == "tasks.retention.prune_jobs"
+def test_retention_and_the_reconciler_are_scheduled_in_beat_by_the_layer(
+    celery_app: Celery,
+) -> None:
+    scheduled = {entry["task"] for entry in celery_app.conf.beat_schedule.values()}
+    assert {"tasks.retention.prune_jobs", "tasks.outbox.publish_due"} <= scheduled

@@ -13,8 +13,17 @@ class TasksConfig(AppConfig):
     def ready(self) -> None:
         from celery import current_app
 
-        # retention: its beat task (tasks.retention.prune_jobs) is registered by the import.
-        from tasks import cancellation, outbox, receivers, retention, uniqueness, worker_steps  # noqa: F401
+        # checks registers `manage.py check`'s; retention's beat task is registered by
+        # the import.
+        from tasks import (  # noqa: F401
+            cancellation,
+            checks,
+            outbox,
+            receivers,
+            retention,
+            uniqueness,
+            worker_steps,
+        )
 
         receivers.connect()
         worker_steps.connect(current_app)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -13,6 +12,7 @@ from django.utils.html import format_html, format_html_join
 
 from dashboard.pagination import CappedCountPaginator
 from tasks import cancellation, dead_letters, reruns
+from tasks.conf import layer_settings
 from tasks.models import Job, JobAttempt, JobStatus
 
 STATUS_COLOURS = {
@@ -34,7 +34,7 @@ class QueueFilter(admin.SimpleListFilter):
     parameter_name = "queue"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(name, name) for name in settings.TASKS_QUEUES]
+        return [(name, name) for name in layer_settings().queues]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Job]) -> QuerySet[Job]:
         value = self.value()

@@ -31,9 +31,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from django.conf import settings
 from kombu.exceptions import ChannelError
 
+from tasks import conf
+from tasks.conf import layer_settings
 from tasks.exceptions import QueueFull
 
 logger = logging.getLogger(__name__)
@@ -49,8 +50,9 @@ def limits() -> Mapping[str, int]:
     """The configured maximum lengths (read once; reset when settings change in tests)."""
     global _limits, _cache_seconds
     if _limits is None:
-        _cache_seconds = float(getattr(settings, "TASKS_QUEUE_DEPTH_CACHE", 1.0))
-        _limits = dict(getattr(settings, "TASKS_QUEUE_MAX_LENGTH", None) or {})
+        config = layer_settings()
+        _cache_seconds = config.queue_depth_cache
+        _limits = config.queue_max_length
     return _limits
 
 
@@ -120,7 +122,7 @@ def _cached_depth(app: Any, queue: str) -> int | None:
 def reset(setting: str = "", **_: Any) -> None:
     """Forget limits and cached depths (settings changed)."""
     global _limits
-    if not setting or setting.startswith("TASKS_"):
+    if not setting or setting.startswith(conf.PREFIX):
         with _lock:
             _limits = None
             _depths.clear()

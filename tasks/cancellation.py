@@ -33,11 +33,11 @@ from typing import Any, NoReturn
 
 from celery import bootsteps, current_app
 from celery.exceptions import Ignore
-from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from tasks import events, lifecycle
+from tasks.conf import layer_settings
 from tasks.models import Job, JobStatus, OutboxMessage
 from tasks.recording import record, record_now
 
@@ -256,11 +256,11 @@ def _describe(task_id: str, job: Job | None, withdrawn: bool, terminated: bool) 
 
 
 def hard_signal() -> str:
-    return str(getattr(settings, "TASKS_CANCEL_HARD_SIGNAL", "SIGKILL"))
+    return layer_settings().cancel_hard_signal
 
 
 def refresh_seconds() -> float:
-    return float(getattr(settings, "TASKS_CANCEL_REFRESH_SECONDS", 10))
+    return layer_settings().cancel_refresh_seconds
 
 
 # --- Inside a running task ------------------------------------------------------------

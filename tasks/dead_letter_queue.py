@@ -21,8 +21,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from celery import current_app
-from django.conf import settings
 from kombu import Exchange, Queue
+
+from tasks.conf import layer_settings
 
 QUEUE = "dead_letter"
 EXCHANGE = "dead_letter"
@@ -39,7 +40,7 @@ def dead_letter_queue() -> Queue:
 
 def broker_dead_letters() -> bool:
     """Whether the broker itself moves rejected messages to `dead_letter` (RabbitMQ policy)."""
-    return is_amqp() and bool(getattr(settings, "TASKS_RABBITMQ_DEAD_LETTER_POLICY", False))
+    return is_amqp() and layer_settings().rabbitmq_dead_letter_policy
 
 
 def park(

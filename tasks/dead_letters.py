@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from billiard.exceptions import TimeLimitExceeded
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from tasks import correlation, dead_letter_queue, events, reruns
+from tasks.conf import layer_settings
 from tasks.models import DeadLetterResolution, Job
 from tasks.recording import JobEvent, record
 
@@ -38,7 +38,7 @@ def enabled_for(task: Any) -> bool:
     """Whether a final failure of this task is dead-lettered."""
     choice = getattr(task, "dead_letter", None)
     if choice is None:
-        return bool(getattr(settings, "TASKS_DEAD_LETTER", True))
+        return layer_settings().dead_letter
     return bool(choice)
 
 
@@ -139,7 +139,7 @@ def record_unknown_task(
     Celery rejects such a message; RabbitMQ dead-letters it, on Redis it is copied.
     """
     event = events.unknown_task(task_id, name, headers, body, hostname)
-    if not settings.TASKS_DEAD_LETTER:
+    if not layer_settings().dead_letter:
         record(event)
         return
     message = routed_message(name, delivery, int(headers.get("retries") or 0), headers)

@@ -8,16 +8,15 @@ prerun/success/failure/retry in the pool child.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from typing import Any
 
 from celery import signals
-from django.conf import settings
 from django.utils import timezone
 
 from tasks import correlation, dead_letters, events
+from tasks.conf import layer_settings
 from tasks.recording import JobEvent, record
 
 logger = logging.getLogger(__name__)
@@ -128,11 +127,10 @@ def on_unknown(sender: Any, message: Any, name: str, id: str, **_: Any) -> None:
         logger.exception("Could not record unknown task %s[%s]", name, id)
 
 
-@functools.cache
 def _untracked() -> frozenset[str]:
     """Housekeeping tasks that run every few seconds and would only bury real jobs
     (TASKS_UNTRACKED_TASKS); their failures are still recorded."""
-    return frozenset(getattr(settings, "TASKS_UNTRACKED_TASKS", ()))
+    return layer_settings().untracked_tasks
 
 
 def _decoded_body(message: Any) -> Any:

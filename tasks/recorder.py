@@ -281,12 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     import django
 
     django.setup()
-    from django.conf import settings
-
     from tasks import sinks
+    from tasks.conf import layer_settings
 
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
-    lower_priority(getattr(settings, "TASKS_RECORDER_NICE", 0))
+    lower_priority(layer_settings().recorder_nice)
     url = sinks.stream_url()
     stopping = False
 

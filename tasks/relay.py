@@ -46,11 +46,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
-from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connections, transaction
 from django.utils import timezone
 
 from tasks import outbox
+from tasks.conf import layer_settings
 from tasks.models import Job, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class PassResult:
 
 
 def poll_interval() -> float:
-    return float(getattr(settings, "TASKS_RELAY_POLL_INTERVAL", 0.1))
+    return layer_settings().relay_poll_interval
 
 
 def publish_pending(

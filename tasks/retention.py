@@ -15,20 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery import shared_task
-from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from tasks.conf import layer_settings
 from tasks.models import Job, JobStatus
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_RETENTION_DAYS = {
-    JobStatus.SUCCESS: 7,
-    JobStatus.FAILURE: 30,
-    JobStatus.REVOKED: 30,
-    "DEAD_LETTER": 90,
-}
 
 
 @dataclass(frozen=True)
@@ -39,7 +32,7 @@ class RetentionRule:
 
 
 def rules() -> list[RetentionRule]:
-    days = {**DEFAULT_RETENTION_DAYS, **getattr(settings, "TASKS_RETENTION_DAYS", {})}
+    days = layer_settings().retention_days  # every status, defaults filled in
     not_dead = Q(dead_lettered_at__isnull=True)
     result = [
         RetentionRule(status, timedelta(days=days[status]), Q(status=status) & not_dead)

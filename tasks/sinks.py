@@ -31,9 +31,9 @@ from typing import Any, Protocol
 import redis
 from celery import current_app
 from celery.utils.saferepr import saferepr
-from django.conf import settings
 
 from tasks import recording
+from tasks.conf import layer_settings
 from tasks.recording import JobEvent, ResultEvent
 from tasks.stream_writer import StreamWriter
 
@@ -311,7 +311,7 @@ _lock = threading.Lock()
 
 def stream_url() -> str | None:
     """The Redis URL for the event stream, or None when events go to the database."""
-    configured = getattr(settings, "TASKS_EVENT_STREAM_URL", None)
+    configured = layer_settings().event_stream_url
     if configured is not None:
         return configured or None
     broker = str(current_app.conf.broker_url or "")
@@ -365,7 +365,7 @@ def flush_durably(patience: float = 30.0) -> bool:
 
 def _default_sink() -> Sink:
     """For processes that only publish (web, beat, shells); workers install their own."""
-    if getattr(settings, "TASKS_RECORD_SYNCHRONOUSLY", False):
+    if layer_settings().record_synchronously:
         return DatabaseSink()
     url = stream_url()
     if url:

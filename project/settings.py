@@ -238,11 +238,6 @@ TASKS_DEAD_LETTER = env_bool("TASKS_DEAD_LETTER", True)
 # Otherwise (Redis, or RabbitMQ without the policy) failed messages are acknowledged
 # and the layer publishes a copy to `dead_letter`.
 TASKS_RABBITMQ_DEAD_LETTER_POLICY = env_bool("TASKS_RABBITMQ_DEAD_LETTER_POLICY", False)
-CELERY_TASK_ACKS_ON_FAILURE = not (
-    TASKS_DEAD_LETTER
-    and TASKS_RABBITMQ_DEAD_LETTER_POLICY
-    and CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://"))
-)
 
 # Tests and debugging can ask for every job event to be written before the call returns.
 TASKS_RECORD_SYNCHRONOUSLY = env_bool("TASKS_RECORD_SYNCHRONOUSLY", False)

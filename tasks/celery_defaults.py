@@ -17,6 +17,8 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
+from tasks.conf import layer_settings
+
 #: The queue Celery publishes to when nobody named one: every producer that uses
 #: Celery's defaults (`send_task` from another service, a plain `Celery(broker=...)`)
 #: sends here, so a worker's default queues always include it.
@@ -84,6 +86,22 @@ def is_redis(url: str | None) -> bool:
     return bool(url) and str(url).startswith(("redis://", "rediss://", "redis+socket://"))
 
 
+def is_amqp(url: str | None) -> bool:
+    return bool(url) and str(url).startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
+def acks_on_failure(broker_url: str | None) -> bool:
+    """Acknowledge a failed message unless RabbitMQ's policy dead-letters it.
+
+    With the policy (README), workers reject failed messages and the broker moves them
+    to `dead_letter` itself; otherwise (Redis, or RabbitMQ without it) the message is
+    acknowledged and the layer publishes a copy to `dead_letter`.
+    """
+    settings = layer_settings()
+    broker_dead_letters = settings.dead_letter and settings.rabbitmq_dead_letter_policy
+    return not (broker_dead_letters and is_amqp(broker_url))
+
+
 def default_queues(conf: Any) -> tuple[Queue, ...]:
     """The user's default queue, plus Celery's own when theirs is another one."""
     names = [conf.task_default_queue]
@@ -102,6 +120,9 @@ def install(conf: Any, installed_apps: list[str] | None = None) -> None:
     for key, value in FIXED_DEFAULTS.items():
         if not set_by_user(conf, key):
             conf[key] = value
+
+    if not set_by_user(conf, "task_acks_on_failure"):
+        conf["task_acks_on_failure"] = acks_on_failure(conf.broker_url)
 
     if not set_by_user(conf, "task_queues"):
         conf["task_queues"] = default_queues(conf)

@@ -155,13 +155,13 @@ def _queue_messages(app: Any) -> list[CheckMessage]:
 
 def celery_messages(app: Any) -> list[CheckMessage]:
     """Every finding about `app`'s configuration."""
-    return [
-        *_layer_app_messages(app),
-        *_serializer_messages(app.conf),
-        *_acks_messages(app.conf),
-        *_visibility_messages(app),
-        *_queue_messages(app),
-    ]
+    configuration = [*_serializer_messages(app.conf), *_acks_messages(app.conf)]
+    not_the_layers = _layer_app_messages(app)
+    if not_the_layers:
+        # Its tasks may carry the layer's options, which a plain Celery app rejects
+        # when it builds them: only what the configuration alone says.
+        return [*not_the_layers, *configuration]
+    return [*configuration, *_visibility_messages(app), *_queue_messages(app)]
 
 
 @register(TAG)

@@ -100,3 +100,15 @@ def test_a_django_free_producer_using_celerys_defaults_is_served(
     listed = admin_client.get("/admin/tasklayer/job/", {"q": task_id})
     assert listed.status_code == 200
     assert task_id in listed.content.decode()
+
+
+def test_failed_messages_are_left_to_rabbitmqs_dead_letter_policy_only_when_it_is_there(
+    settings: Any,
+) -> None:
+    amqp = "amqp://guest:guest@127.0.0.1:5672//"
+    assert configured(broker_url=amqp).task_acks_on_failure is True
+    settings.TASKS_RABBITMQ_DEAD_LETTER_POLICY = True
+    assert configured(broker_url=amqp).task_acks_on_failure is False
+    assert configured(broker_url="redis://127.0.0.1:6390/0").task_acks_on_failure is True
+    settings.TASKS_DEAD_LETTER = False
+    assert configured(broker_url=amqp).task_acks_on_failure is True

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import celery._state
+import pytest
 from celery import Celery
 from kombu import Queue
 
 from tasks.app import TaskLayerCelery
 from tasks.checks import celery_messages
+
+
+@pytest.fixture(autouse=True)
+def _no_shared_tasks_of_other_tests(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Apps built here get only their own tasks: every `@shared_task` the suite declared
+    (some with options refused on purpose) would otherwise join each app at finalize."""
+    monkeypatch.setattr(celery._state, "_on_app_finalizers", set())
 
 
 def layer_app(**user_settings: Any) -> TaskLayerCelery:

@@ -571,7 +571,7 @@ def outside_transaction(fn: Callable[[], T]) -> T:
 
 @shared_task(name="tasks.outbox.publish_due", ignore_result=True)
 def publish_due_task() -> int:
-    """Beat's entry point (CELERY_BEAT_SCHEDULE "publish-outbox"): the outbox's due
+    """Beat's entry point (the layer's "tasklayer-publish-outbox" entry): the outbox's due
     messages, and a relay pass over jobs written in transactions, so that both reach
     the broker while no worker (and so no relay) runs."""
     from tasks import relay  # relay builds on this module

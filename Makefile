@@ -8,7 +8,19 @@ DEV_STAMP := $(VENV)/.dev-installed
 # `make test` needs SECRET_KEY only to load production settings for `check`.
 CHECK_ENV := SECRET_KEY=check-only-not-a-secret-0123456789abcdefghijklmnopqrstuvwxyz
 
-.PHONY: install run test lint format bench bench-scale clean
+# `make test-django6`: the same suite on Django 6.0, which needs Python >= 3.12, in a
+# venv of its own. PYTHON_DJANGO6 is the first Python 3.12 found: `python3.12` on PATH,
+# else pyenv's (whose shim fails unless 3.12 is selected). Override it on the command
+# line: `make test-django6 PYTHON_DJANGO6=/path/to/python3.12`.
+PYTHON_DJANGO6 ?= $(shell for p in python3.12 \
+  "$$(pyenv root 2>/dev/null || echo $$HOME/.pyenv)"/versions/3.12*/bin/python3.12; do \
+  "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12); print(sys.executable)' \
+  2>/dev/null && break; done)
+VENV_DJANGO6 := .venv-django6
+PY_DJANGO6 := $(VENV_DJANGO6)/bin/python
+DJANGO6_STAMP := $(VENV_DJANGO6)/.dev-installed
+
+.PHONY: install run test test-django6 python-django6 lint format bench bench-scale clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,14 +41,39 @@ install: $(RUNTIME_STAMP)
 run: $(RUNTIME_STAMP)
 	$(PY) -m devstack.run
 
-test: $(DEV_STAMP)
-	@$(PY) -m devstack.browser || echo "(browser tests will be skipped: no chromium)"
-	$(PY) -m ruff check .
-	$(CHECK_ENV) $(PY) manage.py check
-	$(CHECK_ENV) $(PY) manage.py makemigrations --check --dry-run
+# The suite's steps, for the venv whose python is $(1).
+define run_suite
+	@$(1) -m devstack.browser || echo "(browser tests will be skipped: no chromium)"
+	$(1) -m ruff check .
+	$(CHECK_ENV) $(1) manage.py check
+	$(CHECK_ENV) $(1) manage.py makemigrations --check --dry-run
 	@# pytest exits 5 when it collected nothing: a broken suite, never a pass.
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(1) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; fi; exit $$rc
+endef
+
+test: $(DEV_STAMP)
+	$(call run_suite,$(PY))
+
+# requirements-dev.txt with Django's pin replaced by requirements-django6.txt's: pip
+# has no override, and a constraint cannot loosen an exact pin.
+$(DJANGO6_STAMP): requirements.txt requirements-dev.txt requirements-embedded-redis.txt requirements-django6.txt
+	@test -n "$(PYTHON_DJANGO6)" || { echo "no python3.12 found: set PYTHON_DJANGO6" >&2; exit 1; }
+	test -x $(PY_DJANGO6) || $(PYTHON_DJANGO6) -m venv $(VENV_DJANGO6)
+	$(PY_DJANGO6) -m pip install -q --upgrade pip
+	grep -v '^Django==' requirements.txt > $(VENV_DJANGO6)/requirements.txt
+	cp requirements-dev.txt requirements-embedded-redis.txt $(VENV_DJANGO6)/
+	$(PY_DJANGO6) -m pip install -q -r $(VENV_DJANGO6)/requirements-dev.txt -r requirements-django6.txt
+	$(PY_DJANGO6) -m pip check
+	$(PY_DJANGO6) -c 'import django, sys; assert django.VERSION[:2] == (6, 0), django.__version__; print("Django", django.__version__, "on Python", sys.version.split()[0])'
+	touch $@
+
+test-django6: $(DJANGO6_STAMP)
+	$(call run_suite,$(PY_DJANGO6))
+
+# Prints the Python 3.12 that test-django6 would use (nothing when there is none).
+python-django6:
+	@echo $(PYTHON_DJANGO6)
 
 lint: $(DEV_STAMP)
 	$(PY) -m ruff check .
@@ -53,4 +90,4 @@ bench-scale: $(DEV_STAMP)
 	$(PY) -m bench.scale $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var test-output staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_DJANGO6) var test-output staticfiles .pytest_cache .ruff_cache build dist *.egg-info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import celery._state
@@ -16,8 +17,11 @@ from tasks.checks import celery_messages
 @pytest.fixture(autouse=True)
 def _no_shared_tasks_of_other_tests(monkeypatch: pytest.MonkeyPatch) -> None:
     """Apps built here get only their own tasks: every `@shared_task` the suite declared
-    (some with options refused on purpose) would otherwise join each app at finalize."""
+    (some with options refused on purpose) would otherwise join each app at finalize,
+    and each one declared later would be built on every app still alive."""
     monkeypatch.setattr(celery._state, "_on_app_finalizers", set())
+    # Nor do they stay among the live apps that later `@shared_task`s are added to.
+    monkeypatch.setattr(celery._state, "_apps", weakref.WeakSet())
 
 
 def layer_app(**user_settings: Any) -> TaskLayerCelery:

@@ -4,8 +4,8 @@ Run by `bench.run` as `python -m bench.producer {bare,layer} --n N --out FILE`. 
 side imports only what it measures: `bare` imports `bench.bare_app` and nothing of
 Django; `layer` sets Django up and calls the project's `tasks.demo.noop.delay(i)`, so
 the layer's figures include everything `.delay()` costs in a Django process (here, the
-Job row written by the publish signals). `layer` calls are made outside any
-transaction: the plain publish path.
+SENT event its publish signals buffer for the event stream). `layer` calls are made
+outside any transaction: the plain publish path.
 
 In a transaction (`bare-atomic`, `layer-atomic`) each call is what a view that creates
 something and enqueues a job for it does: `transaction.atomic()`, one INSERT of an
@@ -13,9 +13,9 @@ application row (`bench_order`), the enqueue, COMMIT. Both sides pay the same
 transaction; what differs is the enqueue: bare is plain Celery published on commit
 (Celery's `delay_on_commit`: `transaction.on_commit(partial(task.delay, ...))`, with
 Django's own backend and nothing of this project installed), layer is `.delay()`, which
-writes the PENDING row and the outbox message in that transaction and publishes after
-commit. A transaction with no write of its own would measure nothing a view does: the
-bare side would commit an empty transaction for free.
+writes the PENDING row in that transaction and leaves the publish to a worker's relay
+(bench.run times that too). A transaction with no write of its own would measure nothing
+a view does: the bare side would commit an empty transaction for free.
 
 The first WARMUP calls open the broker (and database) connections, so they are timed
 but left out of the figures.

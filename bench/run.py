@@ -292,13 +292,11 @@ class Bench:
         (A = first), and each side's parts combined (bench.figures.combine).
 
         Whole runs of N one side after the other put a minute between the two sides'
-        publishes, and a slow spell of the shared host in that minute decided the
-        ratio: run 1 of 2026-12-03 (third session) had PostgreSQL rounds where the
-        layer's producer took 30 % more CPU time per call than in the round before,
-        bare's not, for the same code path. In this order a steady drift cancels, and a
-        spell shorter than a part costs each side at most a quarter of its calls: run 2
-        had one of 10 s (a layer half at 915/s, 494 calls over 2 ms; its other half
-        1,609/s) that halves in A B B A still left on one side.
+        publishes, and a slow spell of the shared host in that minute decided the ratio:
+        the same code path could take 30 % more CPU per call in one side's minute. In
+        this order a steady drift cancels, and a spell shorter than a part costs each
+        side at most a quarter of its calls; with two halves (A B B A) a spell of ten
+        seconds could still land on one side only.
         """
         return interleave(
             lambda calls, part: self.produce(first, number, calls, part),

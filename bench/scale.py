@@ -7,9 +7,10 @@
    (numbers only) into an unlogged staging table, one INSERT ... SELECT turns them into
    `tasklayer_job` rows on the server, with the secondary indexes dropped during the load and
    built afterwards (the fast way to load a big table);
-3. times, 20 times each, through the real Django stack: the admin job list (first page),
-   the list filtered by status, a search by task id, and the dashboard's two questions
-   (jobs by status in the last hour; per-task run time p50/p95 over the last hour);
+3. times, REPEAT times each after a warm-up call, through the real Django stack: the
+   admin job list (first page), the list filtered by status, a search by task id, and
+   the dashboard's two questions (jobs by status in the last hour; per-task run time
+   p50/p95 over the last hour);
 4. keeps the database (`--keep`) or drops it.
 
 `bench.scale_ratios` (part of `make bench`) reuses `load` to measure enqueue and drain

@@ -193,10 +193,10 @@ CELERY_IMPORTS = env_list("CELERY_IMPORTS", [])
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 1)
 
 # Time limits are per task (`@shared_task(time_limit=..., soft_time_limit=...)`); a
-# global default is opt-in from the environment. Measured (make bench): with a default
-# limit, the prefork main process keeps a cancelled timer per finished task until the
-# limit would have expired: +20 MiB per 35,000 tasks with 30-minute limits, growing
-# with throughput x limit, and more CPU in Celery's bottleneck process.
+# global default is opt-in from the environment: with one, the prefork main process
+# keeps a cancelled timer per finished task until the limit would have expired, so its
+# memory grows with throughput x limit (about 20 MiB per 35,000 tasks at 30 minutes)
+# and Celery's bottleneck process spends more CPU.
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 0) or None
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 0) or None
 # The longest a task may run, for the visibility timeout below; set per-task limits
@@ -290,8 +290,8 @@ TASKS_OUTBOX_LEASE = env_int("TASKS_OUTBOX_LEASE", 60)
 # `.delay()` inside a transaction writes only the job's row; every worker's relay
 # (tasks/relay.py) looks for such rows this often (seconds) and publishes them. It is
 # the longest a committed job waits for the broker while a worker runs; an idle look
-# is one query on an index that is empty in a steady state (about 0.7 ms of the
-# recorder process's CPU on PostgreSQL: 0.7 % of a core at 0.1 s).
+# is one query on an index that is empty in a steady state, so polling this often
+# costs the recorder process under a hundredth of a core.
 TASKS_RELAY_POLL_INTERVAL = float(os.environ.get("TASKS_RELAY_POLL_INTERVAL", "0.1"))
 # The recorder process (tasks/recorder.py) lowers its CPU priority by this much (nice).
 # Its work can wait (events stay on the Redis stream until written), the worker's main

@@ -25,7 +25,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def median(values: Sequence[float]) -> float:
-    """The median over rounds: one noisy round on a shared machine cannot move it."""
+    """The median of a side's figure over rounds (the absolute tables, never a verdict)."""
     return statistics.median(values)
 
 
@@ -58,3 +58,57 @@ def combine(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "wall_s": sum(part["wall_s"] for part in parts),
         "cpu_s": sum(part["cpu_s"] for part in parts),
     }
+
+
+def over_rounds(values: Sequence[float]) -> dict[str, Any]:
+    """A figure over the rounds, the one way the bench combines rounds: the median of the
+    per-round values, with their spread (lowest, highest) and their number.
+
+    For a ratio the values are per-round ratios (`paired`): each round's two sides were
+    measured in the same minutes of the host, so a slow spell lands in both and mostly
+    cancels; a ratio of two medians would pair one round's numerator with another's
+    denominator.
+    """
+    if not values:
+        raise ValueError("no rounds to combine")
+    return {
+        "value": statistics.median(values),
+        "low": min(values),
+        "high": max(values),
+        "rounds": len(values),
+        "per_round": list(values),
+    }
+
+
+def single(value: float) -> dict[str, Any]:
+    """A figure measured once, not over rounds (the memory check), shaped as `over_rounds`."""
+    return {"value": value, "low": value, "high": value, "rounds": 0, "per_round": []}
+
+
+def paired(numerators: Mapping[int, float], denominators: Mapping[int, float]) -> dict[str, Any]:
+    """numerator / denominator per round (the rounds that have both, in order), combined
+    by `over_rounds`: the median of per-round ratios."""
+    common = sorted(set(numerators) & set(denominators))
+    return over_rounds([ratio(numerators[n], denominators[n]) for n in common])
+
+
+def straddles(combined: Mapping[str, Any], bound: float) -> bool:
+    """Whether the rounds disagree on `value >= bound`: some below it, some at or above.
+
+    Then one noisy round more or less could flip the verdict, and the 10M-row part runs
+    more paired rounds (bench.scale_ratios)."""
+    return bool(combined["low"] < bound <= combined["high"])
+
+
+def with_spread(combined: Mapping[str, Any], digits: int = 2, unit: str = "") -> str:
+    """`1.01 (0.97-1.04, 5 rounds)`: the median, the spread of the rounds, their number."""
+    unit = f" {unit}" if unit else ""
+    value = f"{combined['value']:.{digits}f}{unit}"
+    if not combined["rounds"]:
+        return value
+    if combined["rounds"] == 1:
+        return f"{value} (1 round)"
+    return (
+        f"{value} ({combined['low']:.{digits}f}-{combined['high']:.{digits}f}, "
+        f"{combined['rounds']} rounds)"
+    )

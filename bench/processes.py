@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import queue
 import signal
 import subprocess
 import sys
 import threading
+from importlib.metadata import version
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
+VAR_BENCH = ROOT / "var" / "bench"  # logs
+RESULTS = ROOT / "bench" / "results"  # raw per-round figures
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 _running: list[subprocess.Popen[Any]] = []
@@ -166,3 +170,42 @@ def group_rss_bytes(leader: int, main_only: bool = False) -> int:
         with contextlib.suppress(OSError):
             total += int((entry / "statm").read_text().split()[1]) * page
     return total
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, handled like Ctrl-C: unwind, stopping every child on the way."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def terminate(signum: int, _frame: object) -> NoReturn:
+    raise Stopped(signum)
+
+
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP unwind like Ctrl-C (`Stopped`), so every child is stopped."""
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGHUP, terminate)
+
+
+def exit_status(interrupt: KeyboardInterrupt) -> int:
+    """128 + the signal that stopped the bench, after saying that its children are gone."""
+    print("\ninterrupted: every process the bench started has been stopped", file=sys.stderr)
+    return 128 + (interrupt.signum if isinstance(interrupt, Stopped) else signal.SIGINT)
+
+
+def machine(redis_version: str) -> dict[str, Any]:
+    """The host and the versions measured, for the results file."""
+    meminfo = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(int(meminfo[1]) / 1024**2, 1),
+        "python": platform.python_version(),
+        "redis_server": redis_version,
+        **{
+            name: version(name)
+            for name in ("celery", "kombu", "redis", "django", "django-celery-results")
+        },
+    }

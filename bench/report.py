@@ -1,9 +1,10 @@
 """From per-round figures to the printed tables and the JSON file.
 
-Only medians over rounds are printed, and only the layer/bare ratios are meant to be
-compared with other runs: the machine is shared and noisy (perf-baseline.md), so an
-absolute figure says little on its own. `targets` turns the medians into the
-performance issue's PASS/FAIL table.
+Only the layer/bare ratios are meant to be compared with other runs: the machine is
+shared and noisy (perf-baseline.md), so an absolute figure says little on its own.
+Every ratio is the median of per-round ratios (`bench.figures.paired`), printed with
+the spread of its rounds; `targets` turns them into the performance issue's PASS/FAIL
+table. The absolute tables show each side's medians.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.figures import median, ratio
+from bench.figures import median, over_rounds, paired, single, with_spread
 
 SIDES = ("bare", "layer", "bare-atomic", "layer-atomic")
 
@@ -36,26 +37,57 @@ def medians(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     return summary
 
 
-def ratios(summary: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """Layer over bare, from the medians: above 1 the layer is faster."""
-    bare, layer = summary["bare"], summary["layer"]
+def by_round(runs: Sequence[Mapping[str, Any]], side: str, key: str) -> dict[int, float]:
+    """One side's figure `key`, round by round."""
+    return {run["round"]: run[key] for run in runs if run["side"] == side and key in run}
+
+
+def ratios(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Layer over bare, the median of per-round ratios with its spread: above 1 the layer
+    is faster."""
     result = {
-        "enqueue": ratio(layer["enqueue_per_s"], bare["enqueue_per_s"]),
-        "drain": ratio(layer["drain_per_s"], bare["drain_per_s"]),
+        "enqueue": paired(
+            by_round(runs, "layer", "enqueue_per_s"), by_round(runs, "bare", "enqueue_per_s")
+        ),
+        "drain": paired(
+            by_round(runs, "layer", "drain_per_s"), by_round(runs, "bare", "drain_per_s")
+        ),
     }
-    if "layer-atomic" in summary and "bare-atomic" in summary:
+    atomic = by_round(runs, "layer-atomic", "enqueue_per_s")
+    if atomic:
         # Both sides make the same view-shaped transaction (bench.producer).
-        result["enqueue_in_transaction"] = ratio(
-            summary["layer-atomic"]["enqueue_per_s"], summary["bare-atomic"]["enqueue_per_s"]
+        result["enqueue_in_transaction"] = paired(
+            atomic, by_round(runs, "bare-atomic", "enqueue_per_s")
         )
-    if "relayed_drain_per_s" in summary.get("layer-atomic", {}):
+    relayed = by_round(runs, "layer-atomic", "relayed_drain_per_s")
+    if relayed:
         # The jobs enqueued in transactions, published by the worker's relay while the
         # worker runs them, against the layer's drain of jobs published beforehand: what
         # the relay's publishing costs the worker's machine.
-        result["relayed_drain"] = ratio(
-            summary["layer-atomic"]["relayed_drain_per_s"], layer["drain_per_s"]
-        )
+        result["relayed_drain"] = paired(relayed, by_round(runs, "layer", "drain_per_s"))
     return result
+
+
+def verdict(
+    figure: str, combined: Mapping[str, Any], target: str, passed: bool, unit: str = ""
+) -> dict[str, Any]:
+    """One line of the targets table: a figure over its rounds (`over_rounds`)."""
+    return {
+        "figure": figure,
+        "value": combined["value"],
+        "low": combined["low"],
+        "high": combined["high"],
+        "rounds": combined["rounds"],
+        "per_round": combined["per_round"],
+        "unit": unit,
+        "target": target,
+        "pass": passed,
+    }
+
+
+def at_least(figure: str, combined: Mapping[str, Any], bound: float) -> dict[str, Any]:
+    """PASS when the median of the rounds is at least `bound`."""
+    return verdict(figure, combined, f">= {bound}", combined["value"] >= bound)
 
 
 def targets(
@@ -63,62 +95,62 @@ def targets(
 ) -> list[dict[str, Any]]:
     """Each target of the performance issue with the measured figure and PASS/FAIL."""
     verdicts: list[dict[str, Any]] = []
-
-    def add(name: str, value: float, bound: str, passed: bool, unit: str = "") -> None:
-        verdicts.append(
-            {"figure": name, "value": value, "unit": unit, "target": bound, "pass": passed}
-        )
-
     for label, entry in databases.items():
         r = entry["ratios_layer_over_bare"]
-        medians_ = entry["medians"]
-        add(f"drain ratio, {label}", r["drain"], f">= {DRAIN_TARGET}", r["drain"] >= DRAIN_TARGET)
-        add(
-            f"enqueue ratio, {label}",
-            r["enqueue"],
-            f">= {ENQUEUE_TARGET}",
-            r["enqueue"] >= ENQUEUE_TARGET,
-        )
+        runs = entry["runs"]
+        verdicts.append(at_least(f"drain ratio, {label}", r["drain"], DRAIN_TARGET))
+        verdicts.append(at_least(f"enqueue ratio, {label}", r["enqueue"], ENQUEUE_TARGET))
         if "enqueue_in_transaction" in r:
-            value = r["enqueue_in_transaction"]
-            add(
-                f"enqueue ratio in a transaction, {label}",
-                value,
-                f">= {ENQUEUE_TARGET}",
-                value >= ENQUEUE_TARGET,
+            verdicts.append(
+                at_least(
+                    f"enqueue ratio in a transaction, {label}",
+                    r["enqueue_in_transaction"],
+                    ENQUEUE_TARGET,
+                )
             )
         if "relayed_drain" in r:
-            add(
-                f"drain of jobs enqueued in a transaction, relay included / layer drain, {label}",
-                r["relayed_drain"],
-                "reported",
-                True,
+            verdicts.append(
+                verdict(
+                    f"drain of jobs enqueued in a transaction, relay included / layer drain, "
+                    f"{label}",
+                    r["relayed_drain"],
+                    "reported",
+                    True,
+                )
             )
-        lag = medians_["layer"]["lag_p95_ms"]
-        add(
-            f"visibility lag p95, {label}",
-            lag,
-            f"< {LAG_P95_TARGET_MS:.0f}",
-            lag < LAG_P95_TARGET_MS,
-            "ms",
+        lag = over_rounds(list(by_round(runs, "layer", "lag_p95_ms").values()))
+        verdicts.append(
+            verdict(
+                f"visibility lag p95, {label}",
+                lag,
+                f"< {LAG_P95_TARGET_MS:.0f}",
+                lag["value"] < LAG_P95_TARGET_MS,
+                "ms",
+            )
         )
         for side, baseline in (("layer", "bare"), ("layer-atomic", "bare-atomic")):
-            if side in medians_ and baseline in medians_:
-                add(
-                    f"publish p99 ({side}), {label}",
-                    medians_[side]["publish_p99_us"],
-                    f"reported ({baseline} {medians_[baseline]['publish_p99_us']:.0f})",
-                    True,
-                    "µs",
+            p99 = by_round(runs, side, "publish_p99_us")
+            base = by_round(runs, baseline, "publish_p99_us")
+            if p99 and base:
+                verdicts.append(
+                    verdict(
+                        f"publish p99 ({side}), {label}",
+                        over_rounds(list(p99.values())),
+                        f"reported ({baseline} {median(list(base.values())):.0f})",
+                        True,
+                        "µs",
+                    )
                 )
     if memory is not None:
-        growth = memory["growth"]
-        add(
-            f"worker RSS growth, {memory['jobs_early']} -> {memory['jobs_late']} jobs",
-            growth * 100,
-            f"<= {MEMORY_GROWTH_TARGET * 100:.0f}",
-            growth <= MEMORY_GROWTH_TARGET,
-            "%",
+        growth = memory["growth"] * 100
+        verdicts.append(
+            verdict(
+                f"worker RSS growth, {memory['jobs_early']} -> {memory['jobs_late']} jobs",
+                single(growth),
+                f"<= {MEMORY_GROWTH_TARGET * 100:.0f}",
+                memory["growth"] <= MEMORY_GROWTH_TARGET,
+                "%",
+            )
         )
     return verdicts
 
@@ -127,18 +159,50 @@ def format_targets(verdicts: Sequence[Mapping[str, Any]]) -> str:
     rows = [
         [
             v["figure"],
-            f"{v['value']:.2f}{(' ' + v['unit']) if v['unit'] else ''}",
+            with_spread(v, 0 if v["unit"] in ("ms", "µs") else 2, v["unit"]),
             v["target"],
             "PASS" if v["pass"] else "FAIL",
         ]
         for v in verdicts
     ]
     return "\n".join(
-        ["Targets (performance issue):", "", *_table(["figure", "measured", "target", ""], rows)]
+        [
+            "Targets (performance issue): the median of the rounds, (lowest-highest round, rounds)",
+            "",
+            *table(["figure", "measured", "target", ""], rows),
+        ]
     )
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def round_line(prefix: str, figures: Mapping[str, Any]) -> str:
+    """One side's round as the bench prints it while it runs: what it measured."""
+    return (
+        f"{prefix}enqueue {figures['enqueue_per_s']:.0f}/s "
+        f"(p50 {figures['publish_p50_us']:.0f} µs, p99 {figures['publish_p99_us']:.0f} µs)"
+        + (
+            f", drain {figures['drain_per_s']:.0f}/s ({figures['drain_s']:.2f} s)"
+            if "drain_per_s" in figures
+            else ""
+        )
+        + (
+            f", relayed and drained {figures['relayed_drain_per_s']:.0f}/s"
+            if "relayed_drain_per_s" in figures
+            else ""
+        )
+        + (f", lag p95 {figures['lag_p95_ms']:.0f} ms" if "lag_p95_ms" in figures else "")
+    )
+
+
+def memory_line(memory: Mapping[str, Any]) -> str:
+    return (
+        f"memory: {memory['rss_early_mib']:.1f} MiB after {memory['jobs_early']} "
+        f"jobs, {memory['rss_late_mib']:.1f} MiB after {memory['jobs_late']} "
+        f"({memory['growth'] * 100:+.1f}%); main process "
+        f"{memory['main_rss_early_mib']:.1f} -> {memory['main_rss_late_mib']:.1f} MiB"
+    )
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     """A Markdown table, so the output pastes into docs/benchmarks.md as it is."""
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
 
@@ -155,16 +219,21 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return [line(header), rule + "|", *(line(row) for row in rows)]
 
 
-def format_report(meta: Mapping[str, Any], summary: Mapping[str, Mapping[str, float]]) -> str:
+def format_report(
+    meta: Mapping[str, Any],
+    summary: Mapping[str, Mapping[str, float]],
+    r: Mapping[str, Mapping[str, Any]],
+) -> str:
+    """One database's rounds: each side's medians, and the layer/bare ratios (`ratios`)."""
     bare, layer = summary["bare"], summary["layer"]
-    r = ratios(summary)
     lines = [
         f"make bench: N={meta['n']} noop tasks, {meta['rounds']} interleaved round(s) "
-        f"(bare, layer, ...), medians over rounds",
+        f"(bare, layer, ...): each side's medians; ratios: the median of per-round ratios "
+        f"(lowest-highest round, rounds)",
         f"layer database: {meta['database']}",
         f"broker: private redis-server {meta['machine']['redis_server']} at {meta['broker']}",
         "",
-        *_table(
+        *table(
             ["", "enqueue/s", "publish p50 µs", "publish p99 µs", "drain/s"],
             [
                 [
@@ -194,15 +263,15 @@ def format_report(meta: Mapping[str, Any], summary: Mapping[str, Mapping[str, fl
                 )
                 if side in summary
             ]
-            + [["layer/bare", f"{r['enqueue']:.2f}", "", "", f"{r['drain']:.2f}"]]
+            + [["layer/bare", with_spread(r["enqueue"]), "", "", with_spread(r["drain"])]]
             + (
                 [
                     [
                         "in a transaction: layer/bare (drain: relayed/layer)",
-                        f"{r['enqueue_in_transaction']:.2f}",
+                        with_spread(r["enqueue_in_transaction"]),
                         "",
                         "",
-                        f"{r['relayed_drain']:.2f}" if "relayed_drain" in r else "",
+                        with_spread(r["relayed_drain"]) if "relayed_drain" in r else "",
                     ]
                 ]
                 if "enqueue_in_transaction" in r
@@ -213,7 +282,7 @@ def format_report(meta: Mapping[str, Any], summary: Mapping[str, Mapping[str, fl
         "Where the time goes (medians; cores = CPU seconds / drain seconds, start-up included;",
         "machine = every process on the machine, the database server too):",
         "",
-        *_table(
+        *table(
             [
                 "",
                 "producer CPU µs/publish",

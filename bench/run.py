@@ -1,663 +1,31 @@
 """`make bench`: the task layer against plain Celery, in one run, on one private Redis.
 
-The method is perf-baseline.md's, so the figures compare with it. The machine is shared
-and noisy, so absolute rates do not carry over between runs; what does is a ratio taken
-within one run, on one Redis, with the two sides interleaved (bare, layer, bare, layer,
-...) so a slow spell of the machine hits both, and medians over the rounds.
-
-One round:
-
-1. flush the bench's Redis and empty the Job and TaskResult tables;
-2. producer subprocesses publish N `noop` tasks for each side, timing every `.delay()`
-   (`bench.producer`): each side's N in four parts, in the order bare, layer, layer,
-   bare, layer, bare, bare, layer (`Bench.produce_pair`), so both sides publish
-   through the same minutes of the host: enqueue/s, publish p50/p99 over all parts;
-3. for each side, start a prefork worker (`-c 2`, `-l WARNING`) and time from its start
-   until all N tasks are done: drain/s, start-up included, as in the baseline. Bare
-   counts a Redis INCR done by the task; the layer waits for N Job rows SUCCESS and N
-   results stored (`bench.layer_db watch`); stop the worker (SIGTERM, then SIGKILL of
-   its process group);
-4. flush and empty again; both sides publish N in a view-shaped transaction, in the
-   same order and parts; the layer's round goes on until a worker's relay has
-   published and run all N.
-
-Bare is `bench.bare_app` (plain Celery, no result backend); layer is this project as
-deployed: `project.settings`, its Celery app, its database.
+The method is perf-baseline.md's, so the figures compare with it (docs/benchmarks.md).
+This module is the run's plan: the rounds on SQLite (`bench.rounds`), the worker memory
+check (`bench.memory`), the rounds on PostgreSQL, the 10M-row part
+(`bench.scale_ratios`); then the tables and the PASS/FAIL targets (`bench.report`,
+`bench.scale_report`). Its options are `bench.options`'.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
-import os
-import platform
-import queue
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
-from typing import Any, NoReturn
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
-import redis
-
-from bench import processes, report
-from bench.bare_names import BROKER_URL_ENV, COUNTER_KEY, QUEUE
-from bench.figures import combine
-from bench.layer_db import PRELOADED_JOB_ID_ENV, PRELOADED_RESULT_ID_ENV
+from bench import memory, processes, report, scale_ratios, scale_report
+from bench.databases import own_database, redacted
+from bench.options import Options, parse_run_args
+from bench.rounds import Bench
 from devstack.redis_server import RedisServer
-
-ROOT = processes.ROOT
-VAR_BENCH = ROOT / "var" / "bench"
-RESULTS = ROOT / "bench" / "results"
-
-LAYER_QUEUE = "default"  # CELERY_TASK_DEFAULT_QUEUE in project.settings
-POLL_INTERVAL_S = 0.25  # the same for both sides, so both drain times carry the same error
-# Not a secret: production settings only insist on having one. DEBUG stays off because
-# with DEBUG on Django records every query in memory (and Celery warns of the leak):
-# that would slow the layer in a way no deployment sees.
-BENCH_SECRET_KEY = "bench-only-not-a-secret-0123456789abcdefghijklmnopqrstuvwxyz"  # noqa: S105
-# Set by the bench for the children; a value from the calling shell must not leak in.
-OWNED_ENV = (
-    "DATABASE_URL",
-    "REDIS_URL",
-    "CELERY_BROKER_URL",
-    "DJANGO_SETTINGS_MODULE",
-    "DEBUG",
-    "SECRET_KEY",
-    "LOG_LEVEL",
-    BROKER_URL_ENV,
-    PRELOADED_JOB_ID_ENV,
-    PRELOADED_RESULT_ID_ENV,
-)
-
-
-# Each side's N publishes in PARTS parts, interleaved in this order (Bench.produce_pair).
-PART_ORDER = "ABBABAAB"
-PARTS = PART_ORDER.count("A")
-
-
-@dataclass
-class Options:
-    """What one bench run measures (from the command line)."""
-
-    n: int
-    rounds: int
-    database_url: str | None
-    postgres: bool = True
-    memory_jobs: int = 100_000
-    scale_rows: int = 0  # PostgreSQL rounds again on this many preloaded jobs (0: not)
-
-
-def parse_args(argv: list[str] | None) -> Options:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.run",
-        description="The task layer against plain Celery: enqueue and drain rates.",
-    )
-    parser.add_argument("--n", type=int, default=20_000, help="tasks per run (default 20000)")
-    parser.add_argument(
-        "--rounds", type=int, default=3, help="interleaved rounds of bare + layer (default 3)"
-    )
-    parser.add_argument(
-        "--database-url",
-        help="the layer's database, e.g. postgres://postgres@127.0.0.1:5432/bench_layer; "
-        "it must exist and hold no jobs (the bench empties its Job and TaskResult tables). "
-        "Default: a new SQLite file under var/bench/",
-    )
-    parser.add_argument(
-        "--no-postgres",
-        action="store_true",
-        help="skip the PostgreSQL runs (default: run them when 127.0.0.1:5432 answers)",
-    )
-    parser.add_argument(
-        "--no-scale",
-        action="store_true",
-        help="skip the PostgreSQL rounds against a preloaded job table (bench.scale_ratios)",
-    )
-    parser.add_argument(
-        "--scale-rows",
-        type=int,
-        default=10_000_000,
-        help="finished jobs preloaded for those rounds (default 10000000)",
-    )
-    parser.add_argument(
-        "--memory-jobs",
-        type=int,
-        default=100_000,
-        help="jobs for the worker memory check (RSS after 5000 vs after this many; 0: skip)",
-    )
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke test: N=500, 1 round, memory check on 6000 jobs, SQLite only, no scale",
-    )
-    args = parser.parse_args(argv)
-    n, rounds = (500, 1) if args.quick else (args.n, args.rounds)
-    if n <= 100 or rounds < 1:
-        parser.error("--n must be over 100 and --rounds at least 1")
-    postgres = not (args.no_postgres or args.quick or args.database_url)
-    return Options(
-        n=n,
-        rounds=rounds,
-        database_url=args.database_url,
-        postgres=postgres,
-        memory_jobs=6000 if args.quick else args.memory_jobs,
-        scale_rows=args.scale_rows if postgres and not args.no_scale else 0,
-    )
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for printing and for the results file."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def with_database(url: str, database: int) -> str:
-    """`url` (redis://host:port/N) pointing at Redis database `database` instead."""
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{database}"))
-
-
-Producer = Callable[[int, str], dict[str, Any]]
-
-
-def interleave(first: Producer, second: Producer, n: int) -> tuple[dict, dict]:
-    """Both producers' n calls in PARTS parts each, in PART_ORDER (A = first), each
-    side's parts combined (bench.figures.combine). A producer is called with the number
-    of calls of that part and the part's letter (a, b, ...)."""
-    sizes = [n // PARTS + (1 if k < n % PARTS else 0) for k in range(PARTS)]
-    parts: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
-    for letter in PART_ORDER:
-        done = len(parts[letter])
-        produce = first if letter == "A" else second
-        parts[letter].append(produce(sizes[done], chr(ord("a") + done)))
-    return combine(parts["A"]), combine(parts["B"])
-
-
-def child_env(**values: str) -> dict[str, str]:
-    """The caller's environment minus what the bench owns, plus the given values."""
-    env = {k: v for k, v in os.environ.items() if k not in OWNED_ENV}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(values)
-    return env
-
-
-def worker_args(app: str, queue_name: str) -> list[str]:
-    """The same worker command line for both sides: only the app and queue differ."""
-    return [
-        *("-m", "celery", "-A", app, "worker"),
-        *("-P", "prefork", "-c", "2", "-l", "WARNING", "-Q", queue_name),
-    ]
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Clock and CPU counters at one instant: a drain is the difference of two."""
-
-    at: float
-    redis_cpu_s: float
-    machine_busy_s: float
-    worker_main_cpu_s: float = 0.0
-    worker_children_cpu_s: float = 0.0
-
-    @classmethod
-    def take(cls, server: RedisServer, worker: subprocess.Popen[str] | None = None) -> Snapshot:
-        main, children = processes.group_cpu_seconds(worker.pid) if worker else (0.0, 0.0)
-        redis_pid = server.process.pid if server.process else 0
-        return cls(
-            at=time.monotonic(),
-            redis_cpu_s=processes.cpu_seconds(redis_pid),
-            machine_busy_s=processes.machine_busy_seconds(),
-            worker_main_cpu_s=main,
-            worker_children_cpu_s=children,
-        )
-
-
-@dataclass
-class Bench:
-    """One bench run: the private Redis, both sides' environments, the rounds' figures."""
-
-    options: Options
-    redis_server: RedisServer
-    database_url: str
-    run_dir: Path
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    # The Redis database of this bench's queues and event streams: two layers on one
-    # server (bench.scale_ratios' empty and loaded tables) each need their own.
-    redis_db: int = 0
-
-    def __post_init__(self) -> None:
-        url = with_database(self.redis_server.url, self.redis_db)
-        self.redis = redis.Redis.from_url(url)
-        self.bare_env = child_env(**{BROKER_URL_ENV: url})
-        self.layer_env = child_env(
-            DJANGO_SETTINGS_MODULE="project.settings",
-            SECRET_KEY=BENCH_SECRET_KEY,
-            DEBUG="0",
-            LOG_LEVEL="WARNING",
-            DATABASE_URL=self.database_url,
-            REDIS_URL=url,
-            CELERY_BROKER_URL=url,
-        )
-        # Generous: it allows for 10 tasks/s, a sixth of the slowest drain in the baseline.
-        self.drain_timeout = 60.0 + self.options.n / 10
-
-    @property
-    def n(self) -> int:
-        return self.options.n
-
-    def log(self, name: str) -> Path:
-        return self.run_dir / "logs" / f"{name}.log"
-
-    # --- the layer's database ---------------------------------------------------------
-
-    def layer_db(self, *args: str, timeout: float = 120.0) -> str:
-        return processes.run(
-            ["-m", "bench.layer_db", *args], self.layer_env, self.log("layer-db"), timeout
-        )
-
-    def prepare_database(self, own_database: bool) -> None:
-        """Migrate, and refuse a database that already holds jobs unless it is our own.
-
-        Every round empties the Job and TaskResult tables: pointed at a real database by
-        mistake, the bench must stop before it deletes anything.
-        """
-        processes.run(
-            ["manage.py", "migrate", "--no-input", "-v", "0"],
-            self.layer_env,
-            self.log("migrate"),
-            timeout=600,
-        )
-        found = self.layer_db("rows").strip()
-        if not own_database and found != "jobs=0 results=0":
-            raise SystemExit(
-                f"{redacted(self.database_url)} already holds rows ({found}). The bench "
-                "empties the Job and TaskResult tables before every run: give it a "
-                "database of its own (e.g. `CREATE DATABASE bench_layer`)."
-            )
-
-    # --- one round of one side --------------------------------------------------------
-
-    def produce_pair(self, first: str, second: str, number: int) -> tuple[dict, dict]:
-        """Both sides' N publishes, made in PARTS parts each in the order A B B A B A A B
-        (A = first), and each side's parts combined (bench.figures.combine).
-
-        Whole runs of N one side after the other put a minute between the two sides'
-        publishes, and a slow spell of the shared host in that minute decided the ratio:
-        the same code path could take 30 % more CPU per call in one side's minute. In
-        this order a steady drift cancels, and a spell shorter than a part costs each
-        side at most a quarter of its calls; with two halves (A B B A) a spell of ten
-        seconds could still land on one side only.
-        """
-        return interleave(
-            lambda calls, part: self.produce(first, number, calls, part),
-            lambda calls, part: self.produce(second, number, calls, part),
-            self.n,
-        )
-
-    def produce(self, side: str, number: int, calls: int, part: str = "") -> dict[str, Any]:
-        out = self.run_dir / f"producer-{side}-{number}{part}.json"
-        env = {
-            "bare": self.bare_env,
-            # Django for the application's transaction, nothing of the layer
-            # (bench.bare_django_settings); the bench's Redis for the publish.
-            "bare-atomic": {
-                **self.bare_env,
-                "DATABASE_URL": self.database_url,
-                "DJANGO_SETTINGS_MODULE": "bench.bare_django_settings",
-            },
-        }.get(side, self.layer_env)
-        # The producer's own time limit: N publishes at 10/s is far below any real rate.
-        processes.run(
-            ["-m", "bench.producer", side, "--n", str(calls), "--out", str(out)],
-            env,
-            self.log(f"producer-{side}-{number}{part}"),
-            timeout=60.0 + calls / 10,
-        )
-        figures: dict[str, Any] = json.loads(out.read_text())
-        return figures
-
-    def check_queued(self, queue_name: str) -> int:
-        queued = int(self.redis.llen(queue_name))
-        if queued != self.n:
-            raise RuntimeError(
-                f"{queued} messages in queue {queue_name!r} after {self.n} publishes"
-            )
-        return queued
-
-    def bare_round(self, number: int, produced: dict[str, Any]) -> dict[str, Any]:
-        """Drain bare Celery's N published messages (the queue `produce_pair` filled)."""
-        queued = self.check_queued(QUEUE)
-        start = Snapshot.take(self.redis_server)
-        worker = processes.start(
-            worker_args("bench.bare_app", QUEUE), self.bare_env, self.log(f"worker-bare-{number}")
-        )
-        try:
-            done_at, completed = self.wait_for_counter(worker)
-            end = Snapshot.take(self.redis_server, worker)
-        finally:
-            processes.stop(worker)
-        return self.figures("bare", number, produced, queued, start, end, done_at, completed)
-
-    def wait_for_counter(self, worker: subprocess.Popen[str]) -> tuple[float, int]:
-        """Poll the tasks' INCR counter until it reaches N; (monotonic time, count)."""
-        deadline = time.monotonic() + self.drain_timeout
-        while True:
-            count = int(self.redis.get(COUNTER_KEY) or 0)
-            now = time.monotonic()
-            if count >= self.n:
-                return now, count
-            self.check_alive(worker, "bare", count, now > deadline)
-            time.sleep(POLL_INTERVAL_S)
-
-    def layer_round(self, number: int, produced: dict[str, Any]) -> dict[str, Any]:
-        """Drain the layer's N published jobs; the visibility lag of their rows."""
-        queued = self.check_queued(LAYER_QUEUE)
-        start, end, done_at, completed = self.drain_layer(f"layer-{number}")
-        figures = self.figures("layer", number, produced, queued, start, end, done_at, completed)
-        lag = dict(part.split("=") for part in self.layer_db("lag").split()[1:])
-        figures["lag_p50_ms"] = float(lag["p50_ms"])
-        figures["lag_p95_ms"] = float(lag["p95_ms"])
-        return figures
-
-    def drain_layer(self, label: str) -> tuple[Snapshot, Snapshot, float, int]:
-        """Start a layer worker and time it until the watcher sees N jobs SUCCESS."""
-        watcher = processes.start(
-            [
-                *("-m", "bench.layer_db", "watch"),
-                *("--n", str(self.n), "--timeout", str(self.drain_timeout)),
-            ],
-            self.layer_env,
-            self.log(f"watcher-{label}"),
-            stdout=subprocess.PIPE,
-        )
-        worker: subprocess.Popen[str] | None = None
-        try:
-            lines = processes.line_reader(watcher)
-            ready = self.next_line(lines, timeout=60.0, what="the watcher to connect")
-            # The producer's events may still wait in the event stream for a recorder
-            # (the worker's), so not every job needs a row yet; none may be finished.
-            if not ready.startswith("ready ") or " success=0 " not in ready:
-                raise RuntimeError(f"unexpected state before the drain: {ready!r}")
-            start = Snapshot.take(self.redis_server)
-            worker = processes.start(
-                worker_args("project", LAYER_QUEUE), self.layer_env, self.log(f"worker-{label}")
-            )
-            done_at, completed = self.wait_for_watcher(lines, worker)
-            end = Snapshot.take(self.redis_server, worker)
-        finally:
-            if worker is not None:
-                processes.stop(worker)
-            processes.stop(watcher)
-        return start, end, done_at, completed
-
-    def atomic_enqueue_round(
-        self, number: int, side: str, produced: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Enqueue in a view-shaped transaction (bench.producer): `bare-atomic` is plain
-        Celery published on commit; `layer-atomic` is `.delay()`, which writes the PENDING
-        row with the COMMIT and leaves the publish to a worker's relay (tasks.relay).
-
-        So that the layer's figure is not bought by work left undone, its round goes on
-        until a worker (whose relay publishes the committed rows) has run all N jobs:
-        `relayed_drain_per_s` is that drain, relay included, timed like `layer`'s.
-        """
-        figures = {
-            "round": number,
-            "side": side,
-            "enqueue_per_s": produced["enqueue_per_s"],
-            "publish_p50_us": produced["publish_p50_us"],
-            "publish_p99_us": produced["publish_p99_us"],
-            "producer_cpu_us_per_publish": produced["cpu_s"] / self.n * 1e6,
-        }
-        if side == "bare-atomic":
-            figures["queued"] = self.check_queued(QUEUE)
-            return figures
-        due = int(self.layer_db("due").split("=")[1])
-        on_broker = int(self.redis.llen(LAYER_QUEUE))
-        if due != self.n or on_broker:
-            raise RuntimeError(
-                f"after {self.n} enqueues in transactions: {due} rows due for the relay, "
-                f"{on_broker} messages on the broker (expected {self.n} and 0)"
-            )
-        start, _end, done_at, completed = self.drain_layer(f"layer-atomic-{number}")
-        figures["completed"] = completed
-        figures["relayed_drain_s"] = done_at - start.at
-        figures["relayed_drain_per_s"] = self.n / figures["relayed_drain_s"]
-        return figures
-
-    def memory_check(self, jobs: int) -> dict[str, Any]:
-        """A layer worker's RSS (main, pool, recorder) after 5,000 jobs and after `jobs`.
-
-        The producer runs alongside the worker, as traffic does; RSS is sampled when the
-        SUCCESS count crosses each mark.
-        """
-        self.redis.flushall()
-        self.layer_db("reset")
-        early_mark = min(5000, jobs // 2)
-        out = self.run_dir / "producer-memory.json"
-        producer = processes.start(
-            ["-m", "bench.producer", "layer", "--n", str(jobs), "--out", str(out)],
-            self.layer_env,
-            self.log("producer-memory"),
-        )
-        worker = processes.start(
-            worker_args("project", LAYER_QUEUE), self.layer_env, self.log("worker-memory")
-        )
-        watcher = processes.start(
-            [*("-m", "bench.layer_db", "watch"), *("--n", str(jobs), "--timeout", "3600")],
-            self.layer_env,
-            self.log("watcher-memory"),
-            stdout=subprocess.PIPE,
-        )
-        samples: dict[str, int] = {}
-        try:
-            lines = processes.line_reader(watcher)
-            while True:
-                line = self.next_line(lines, timeout=600, what="the memory watcher")
-                fields = dict(part.split("=") for part in line.split() if "=" in part)
-                success = int(fields.get("success", 0))
-                if "early" not in samples and success >= early_mark:
-                    samples["early"] = processes.group_rss_bytes(worker.pid)
-                    samples["early_main"] = processes.group_rss_bytes(worker.pid, main_only=True)
-                    samples["early_jobs"] = success
-                if line.startswith("done "):
-                    samples["late"] = processes.group_rss_bytes(worker.pid)
-                    samples["late_main"] = processes.group_rss_bytes(worker.pid, main_only=True)
-                    samples["late_jobs"] = success
-                    break
-                if line.startswith("timeout"):
-                    raise TimeoutError(f"memory check did not finish: {line}")
-                self.check_alive(worker, "memory", line, False)
-        finally:
-            processes.stop(watcher)
-            processes.stop(worker)
-            processes.stop(producer)
-        return {
-            "rss_early_mib": samples["early"] / 2**20,
-            "rss_late_mib": samples["late"] / 2**20,
-            "jobs_early": samples["early_jobs"],
-            "jobs_late": samples["late_jobs"],
-            "growth": samples["late"] / samples["early"] - 1,
-            "main_rss_early_mib": samples["early_main"] / 2**20,
-            "main_rss_late_mib": samples["late_main"] / 2**20,
-        }
-
-    def wait_for_watcher(
-        self, lines: queue.Queue[str | None], worker: subprocess.Popen[str]
-    ) -> tuple[float, int]:
-        """Follow the watcher's lines until `done`; (its monotonic stamp, jobs SUCCESS)."""
-        deadline = time.monotonic() + self.drain_timeout + 10
-        last = "nothing yet"
-        while True:
-            line = self.next_line(lines, timeout=self.drain_timeout + 10, what="the watcher")
-            if line.startswith("done "):
-                fields = dict(part.split("=") for part in line.split()[2:])
-                return float(line.split()[1]), int(fields["success"])
-            if line.startswith("timeout"):
-                raise TimeoutError(f"layer drain did not finish in time: {line}")
-            last = line
-            self.check_alive(worker, "layer", last, time.monotonic() > deadline)
-
-    @staticmethod
-    def next_line(lines: queue.Queue[str | None], timeout: float, what: str) -> str:
-        try:
-            line = lines.get(timeout=timeout)
-        except queue.Empty:
-            raise TimeoutError(f"no word from {what} in {timeout:.0f}s") from None
-        if line is None:
-            raise RuntimeError(f"{what} exited without finishing (see its log)")
-        return line
-
-    def check_alive(
-        self, worker: subprocess.Popen[str], side: str, progress: object, late: bool
-    ) -> None:
-        if worker.poll() is not None:
-            raise RuntimeError(
-                f"{side} worker exited ({worker.returncode}) at {progress}; "
-                f"see {self.run_dir / 'logs'}"
-            )
-        if late:
-            raise TimeoutError(f"{side} drain not done after {self.drain_timeout:.0f}s: {progress}")
-
-    def figures(
-        self,
-        side: str,
-        number: int,
-        produced: dict[str, Any],
-        queued: int,
-        start: Snapshot,
-        end: Snapshot,
-        done_at: float,
-        completed: int,
-    ) -> dict[str, Any]:
-        """One round's raw figures: what goes into the JSON file and the medians."""
-        drain_s = done_at - start.at
-        cpu_window_s = end.at - start.at  # CPU counters were read at `end`, not at done_at
-        return {
-            "round": number,
-            "side": side,
-            "enqueue_per_s": produced["enqueue_per_s"],
-            "publish_p50_us": produced["publish_p50_us"],
-            "publish_p99_us": produced["publish_p99_us"],
-            "publish_mean_us": produced["publish_mean_us"],
-            "producer_cpu_us_per_publish": produced["cpu_s"] / self.n * 1e6,
-            "queued": queued,
-            "completed": completed,
-            "drain_s": drain_s,
-            "drain_per_s": self.n / drain_s,
-            "worker_main_cpu_s": end.worker_main_cpu_s,
-            "worker_children_cpu_s": end.worker_children_cpu_s,
-            "worker_main_cores": end.worker_main_cpu_s / cpu_window_s,
-            "worker_children_cores": end.worker_children_cpu_s / cpu_window_s,
-            "redis_cores": (end.redis_cpu_s - start.redis_cpu_s) / cpu_window_s,
-            "machine_cores": (end.machine_busy_s - start.machine_busy_s) / cpu_window_s,
-        }
-
-    def run(self) -> None:
-        for number in range(1, self.options.rounds + 1):
-            self.fresh_state()
-            bare, layer = self.produce_pair("bare", "layer", number)
-            self.keep(number, self.bare_round(number, bare))
-            self.keep(number, self.layer_round(number, layer))
-            self.fresh_state()
-            bare_atomic, layer_atomic = self.produce_pair("bare-atomic", "layer-atomic", number)
-            self.keep(number, self.atomic_enqueue_round(number, "bare-atomic", bare_atomic))
-            self.keep(number, self.atomic_enqueue_round(number, "layer-atomic", layer_atomic))
-
-    def fresh_state(self) -> None:
-        """An empty Redis and job table: every pair of sides starts from the same state."""
-        self.redis.flushall()
-        self.layer_db("reset")
-
-    def keep(self, number: int, figures: dict[str, Any]) -> None:
-        """Keep one side's figures for the medians and print its line."""
-        side = figures["side"]
-        self.runs.append(figures)
-        print(round_line(f"round {number}/{self.options.rounds} {side:12}: ", figures), flush=True)
-
-
-def round_line(prefix: str, figures: dict[str, Any]) -> str:
-    """One side's round as the bench prints it while it runs: what it measured."""
-    return (
-        f"{prefix}enqueue {figures['enqueue_per_s']:.0f}/s "
-        f"(p50 {figures['publish_p50_us']:.0f} µs, p99 {figures['publish_p99_us']:.0f} µs)"
-        + (
-            f", drain {figures['drain_per_s']:.0f}/s ({figures['drain_s']:.2f} s)"
-            if "drain_per_s" in figures
-            else ""
-        )
-        + (
-            f", relayed and drained {figures['relayed_drain_per_s']:.0f}/s"
-            if "relayed_drain_per_s" in figures
-            else ""
-        )
-        + (f", lag p95 {figures['lag_p95_ms']:.0f} ms" if "lag_p95_ms" in figures else "")
-    )
-
-
-def machine(server: redis.Redis) -> dict[str, Any]:
-    meminfo = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()
-    return {
-        "nproc": os.cpu_count(),
-        "memory_gib": round(int(meminfo[1]) / 1024**2, 1),
-        "python": platform.python_version(),
-        "redis_server": server.info("server")["redis_version"],
-        **{
-            name: version(name)
-            for name in ("celery", "kombu", "redis", "django", "django-celery-results")
-        },
-    }
-
-
-class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, handled like Ctrl-C: unwind, stopping every child on the way."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
-def terminate(signum: int, _frame: object) -> NoReturn:
-    raise Stopped(signum)
-
-
-POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@contextlib.contextmanager
-def postgres_database(stamp: str) -> Any:
-    """A database of the bench's own on the local PostgreSQL, dropped afterwards; None
-    when no server answers."""
-    try:
-        import psycopg
-
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except Exception as exc:
-        print(f"bench: no PostgreSQL at 127.0.0.1:5432 ({exc}); SQLite only", flush=True)
-        yield None
-        return
-    name = f"bench_layer_{stamp.lower()}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgres://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run_on(
     options: Options, server: RedisServer, database_url: str, run_dir: Path, own: bool
 ) -> Bench:
+    """The rounds of bare and layer on one database."""
     bench = Bench(options, server, database_url, run_dir)
     print(
         f"bench: N={options.n}, {options.rounds} round(s); Redis {server.url}; "
@@ -674,14 +42,49 @@ def run_on(
     return bench
 
 
+def measure(options: Options, stamp: str, run_dir: Path) -> dict[str, Any]:
+    """Every part of the run, in order; the raw figures (no verdicts yet)."""
+    own_sqlite = run_dir / "layer.sqlite3"
+    databases: dict[str, dict[str, Any]] = {}
+    found: dict[str, Any] = {"databases": databases, "memory": None, "scale": None}
+    try:
+        with RedisServer() as server:
+            first_url = options.database_url or f"sqlite:///{own_sqlite}"
+            label = "given database" if options.database_url else "SQLite"
+            bench = run_on(
+                options, server, first_url, run_dir / "db1", options.database_url is None
+            )
+            databases[label] = {"database": redacted(first_url), "runs": bench.runs}
+            if options.memory_jobs:
+                print(f"bench: memory check over {options.memory_jobs} jobs", flush=True)
+                found["memory"] = memory.memory_check(bench, options.memory_jobs)
+                print(report.memory_line(found["memory"]), flush=True)
+                with contextlib.suppress(Exception):
+                    bench.layer_db("reset")
+            if options.postgres:
+                with own_database(stamp, optional=True) as pg_url:
+                    if pg_url:
+                        pg = run_on(options, server, pg_url, run_dir / "db2", True)
+                        databases["PostgreSQL"] = {"database": redacted(pg_url), "runs": pg.runs}
+                        if options.scale_rows:
+                            found["scale"] = loaded_table_rounds(
+                                options, server, pg_url, run_dir, stamp
+                            )
+            found["broker"] = server.url
+            found["machine"] = processes.machine(bench.redis.info("server")["redis_version"])
+    finally:
+        processes.stop_all()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{own_sqlite}{suffix}").unlink(missing_ok=True)
+    return found
+
+
 def loaded_table_rounds(
     options: Options, server: RedisServer, empty_url: str, run_dir: Path, stamp: str
 ) -> dict[str, Any] | None:
     """The layer on `empty_url` (the PostgreSQL rounds' database, emptied) against a
     second database of the bench's own holding `options.scale_rows` finished jobs."""
-    from bench import scale_ratios
-
-    with postgres_database(f"{stamp}l") as loaded_url:
+    with own_database(f"{stamp}l", optional=True) as loaded_url:
         if not loaded_url:
             return None
         return scale_ratios.loaded_rounds(
@@ -690,98 +93,57 @@ def loaded_table_rounds(
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Here, not at the top: bench.scale_ratios builds on this module's Bench.
-    from bench import scale_ratios
-
-    options = parse_args(argv)
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGHUP, terminate)
+    options = parse_run_args(argv)
+    processes.stop_on_signals()
     started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
-    run_dir = VAR_BENCH / stamp
+    run_dir = processes.VAR_BENCH / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
-    own_sqlite = run_dir / "layer.sqlite3"
-    results: dict[str, dict[str, Any]] = {}
-    memory: dict[str, Any] | None = None
-    loaded: dict[str, Any] | None = None  # the PostgreSQL rounds on a preloaded table
     try:
-        with RedisServer() as server:
-            first_url = options.database_url or f"sqlite:///{own_sqlite}"
-            label = "given database" if options.database_url else "SQLite"
-            bench = run_on(
-                options, server, first_url, run_dir / "db1", options.database_url is None
-            )
-            results[label] = {
-                "database": redacted(first_url),
-                "runs": bench.runs,
-            }
-            if options.memory_jobs:
-                print(f"bench: memory check over {options.memory_jobs} jobs", flush=True)
-                memory = bench.memory_check(options.memory_jobs)
-                print(
-                    f"memory: {memory['rss_early_mib']:.1f} MiB after {memory['jobs_early']} "
-                    f"jobs, {memory['rss_late_mib']:.1f} MiB after {memory['jobs_late']} "
-                    f"({memory['growth'] * 100:+.1f}%); main process "
-                    f"{memory['main_rss_early_mib']:.1f} -> {memory['main_rss_late_mib']:.1f} MiB",
-                    flush=True,
-                )
-                with contextlib.suppress(Exception):
-                    bench.layer_db("reset")
-            if options.postgres:
-                with postgres_database(stamp) as pg_url:
-                    if pg_url:
-                        pg = run_on(options, server, pg_url, run_dir / "db2", True)
-                        results["PostgreSQL"] = {
-                            "database": redacted(pg_url),
-                            "runs": pg.runs,
-                        }
-                        if options.scale_rows:
-                            loaded = loaded_table_rounds(options, server, pg_url, run_dir, stamp)
-            meta = {
-                "started_at": started.isoformat(),
-                "n": options.n,
-                "rounds": options.rounds,
-                "broker": server.url,
-                "machine": machine(bench.redis),
-                "command": [Path(sys.executable).name, "-m", "bench.run", *(argv or sys.argv[1:])],
-            }
+        found = measure(options, stamp, run_dir)
     except KeyboardInterrupt as exc:
-        print("\ninterrupted: every process the bench started has been stopped", file=sys.stderr)
-        return 128 + (exc.signum if isinstance(exc, Stopped) else signal.SIGINT)
-    finally:
-        processes.stop_all()
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{own_sqlite}{suffix}").unlink(missing_ok=True)
+        return processes.exit_status(exc)
 
+    meta = {
+        "started_at": started.isoformat(),
+        "n": options.n,
+        "rounds": options.rounds,
+        "broker": found["broker"],
+        "machine": found["machine"],
+        "command": [Path(sys.executable).name, "-m", "bench.run", *(argv or sys.argv[1:])],
+    }
+    results, loaded = found["databases"], found["scale"]
     for entry in results.values():
         entry["medians"] = report.medians(entry["runs"])
-        entry["ratios_layer_over_bare"] = report.ratios(entry["medians"])
-    verdicts = report.targets(results, memory)
+        entry["ratios_layer_over_bare"] = report.ratios(entry["runs"])
+    verdicts = report.targets(results, found["memory"])
     if loaded is not None:
-        scale_ratios.summarize(loaded)
-        verdicts += scale_ratios.verdicts(loaded)
+        scale_report.summarize(loaded)
+        verdicts += scale_report.verdicts(loaded)
     document = {
         **meta,
         "databases": results,
-        "memory": memory,
+        "memory": found["memory"],
         "scale": loaded,
         "targets": verdicts,
     }
-    results_path = RESULTS / f"{stamp}.json"
+    results_path = processes.RESULTS / f"{stamp}.json"
     report.write_json(results_path, document)
     for label, entry in results.items():
         print()
         print(
             report.format_report(
-                {**meta, "database": f"{label}: {entry['database']}"}, entry["medians"]
+                {**meta, "database": f"{label}: {entry['database']}"},
+                entry["medians"],
+                entry["ratios_layer_over_bare"],
             )
         )
     if loaded is not None:
         print()
-        print(scale_ratios.format_report(loaded))
+        print(scale_report.format_report(loaded))
     print()
     print(report.format_targets(verdicts))
-    print(f"\nraw per-round figures: {results_path.relative_to(ROOT)}")
+    print(f"\nraw per-round figures: {results_path.relative_to(processes.ROOT)}")
     return 0 if all(v["pass"] for v in verdicts) else 1
 
 

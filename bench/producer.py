@@ -49,7 +49,7 @@ def layer_task() -> Any:
 
     django.setup()
     from demo.tasks import noop
-    from tasks.base import TrackedTask
+    from tasks.task import TrackedTask
 
     # `shared_task` binds to the current app: make sure that is the project's (its
     # broker, its TrackedTask base), not a default app that would measure something else.

@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from dashboard.pagination import CappedCountPaginator
-from tasks import cancellation, dead_letters, reruns
+from tasks import operations
 from tasks.conf import layer_settings
 from tasks.models import Job, JobAttempt, JobStatus
 
@@ -128,7 +128,7 @@ class JobAdmin(admin.ModelAdmin):
         self._cancel(request, queryset, terminate=True)
 
     def _cancel(self, request: HttpRequest, queryset: QuerySet[Job], terminate: bool) -> None:
-        outcomes = cancellation.cancel_many(
+        outcomes = operations.cancel_many(
             list(queryset.values_list("task_id", flat=True)),
             terminate=terminate,
             requested_by=request.user.get_username(),
@@ -142,18 +142,18 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected jobs", permissions=["retry"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        reruns_done = reruns.retry_jobs(list(queryset.values_list("task_id", flat=True)))
+        reruns_done = operations.retry_jobs(list(queryset.values_list("task_id", flat=True)))
         self._report_reruns(request, queryset, reruns_done, "Retried", "failed or revoked")
 
     @admin.action(description="Replay selected dead letters", permissions=["replay"])
     def replay_selected_dead_letters(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        replayed = dead_letters.replay(list(queryset.values_list("task_id", flat=True)))
+        replayed = operations.replay(list(queryset.values_list("task_id", flat=True)))
         self._report_reruns(request, queryset, replayed, "Replayed", "parked dead letters")
 
     @admin.action(description="Purge selected dead letters", permissions=["replay"])
     def purge_selected_dead_letters(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
         ids = list(queryset.parked_dead_letters().values_list("task_id", flat=True))
-        purged = dead_letters.purge(ids)
+        purged = operations.purge(ids)
         for job in Job.objects.filter(task_id__in=ids):
             self.log_change(request, job, "Dead letter purged")
         self.message_user(request, f"Purged {purged} dead letter(s).", messages.SUCCESS)

@@ -105,10 +105,10 @@ DATABASES = {
     )
 }
 # The layer's backends are Django's own plus one thing: `.delay()` inside a transaction
-# writes its rows with the COMMIT, in the same round trip (tasks.deferred_enqueue).
+# writes its rows with the COMMIT, in the same round trip (tasks.publish.with_commit).
 _LAYER_BACKENDS = {
-    "django.db.backends.postgresql": "tasks.db_backends.postgresql",
-    "django.db.backends.sqlite3": "tasks.db_backends.sqlite3",
+    "django.db.backends.postgresql": "tasks.publish.db_backends.postgresql",
+    "django.db.backends.sqlite3": "tasks.publish.db_backends.sqlite3",
 }
 _ENGINE = DATABASES["default"]["ENGINE"]
 DATABASES["default"]["ENGINE"] = _LAYER_BACKENDS.get(_ENGINE, _ENGINE)
@@ -176,7 +176,7 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL
 CELERY_TIMEZONE = TIME_ZONE
 # Everything else the layer needs from Celery (JSON only, late acks, the result
 # backend, the worker consumer, the Redis transport, beat's housekeeping entries) is
-# filled in by the app class, tasks.app.TaskLayerCelery, wherever this file is silent:
+# filled in by the app class, tasks.celery_app.TaskLayerCelery, wherever this file is silent:
 # see tasks/celery_defaults.py.
 
 # This deployment's own default queue. Producers that use Celery's defaults send to
@@ -232,7 +232,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # --- Retries and dead letters --------------------------------------------------------
 # A job that fails for good (retries exhausted, an error not retried, a worker lost too
 # often, an unknown task) is parked in the `dead_letter` queue and marked on its row;
-# per task: `@shared_task(dead_letter=False)`. See tasks/dead_letter_queue.py.
+# per task: `@shared_task(dead_letter=False)`. See tasks/runtime/dead_letter_queue.py.
 TASKS_DEAD_LETTER = env_bool("TASKS_DEAD_LETTER", True)
 # Set when RabbitMQ has the dead-letter policy on the task queues (README): workers
 # then reject failed messages and the broker moves them to `dead_letter` itself.
@@ -273,7 +273,7 @@ TASKS_CANCEL_REFRESH_SECONDS = env_int("TASKS_CANCEL_REFRESH_SECONDS", 10)
 TASKS_CANCEL_HARD_SIGNAL = os.environ.get("TASKS_CANCEL_HARD_SIGNAL", "SIGKILL")
 
 # --- Publishing path: outbox, far-future holds, queue limits ---------------------------
-# (tasks/outbox.py, tasks/backpressure.py, tasks/uniqueness.py explain the mechanisms.)
+# (tasks/publish/: outbox.py, backpressure.py, uniqueness.py explain the mechanisms.)
 # A job whose ETA (countdown, eta, retry backoff) is further away than TASKS_HOLD_AFTER
 # seconds is not given to the broker yet: it waits as an OutboxMessage and the
 # reconciler publishes it TASKS_HOLD_LEAD seconds before its ETA (the message keeps the
@@ -288,12 +288,12 @@ TASKS_HOLD_LEAD = env_int("TASKS_HOLD_LEAD", 30)
 # that dies mid-publish leaves its messages to a reconciler once the lease runs out.
 TASKS_OUTBOX_LEASE = env_int("TASKS_OUTBOX_LEASE", 60)
 # `.delay()` inside a transaction writes only the job's row; every worker's relay
-# (tasks/relay.py) looks for such rows this often (seconds) and publishes them. It is
+# (tasks/publish/relay.py) looks for such rows this often (seconds) and publishes them. It is
 # the longest a committed job waits for the broker while a worker runs; an idle look
 # is one query on an index that is empty in a steady state, so polling this often
 # costs the recorder process under a hundredth of a core.
 TASKS_RELAY_POLL_INTERVAL = float(os.environ.get("TASKS_RELAY_POLL_INTERVAL", "0.1"))
-# The recorder process (tasks/recorder.py) lowers its CPU priority by this much (nice).
+# The recorder process (tasks/record/recorder.py) lowers its CPU priority by this much (nice).
 # Its work can wait (events stay on the Redis stream until written), the worker's main
 # process cannot: it is Celery's serial bottleneck, and on a busy machine it otherwise
 # waits for the CPU behind the recorder and its database work. 0 keeps the default.

@@ -13,22 +13,20 @@ class TasksConfig(AppConfig):
     def ready(self) -> None:
         from celery import current_app
 
-        # checks registers `manage.py check`'s; retention's beat task is registered by
-        # the import.
-        from tasks import (  # noqa: F401
-            cancellation,
-            checks,
-            outbox,
+        # Imported for what importing does: checks registers `manage.py check`'s,
+        # retention and reconciler register their beat tasks.
+        from tasks import (
+            checks,  # noqa: F401
             receivers,
-            retention,
-            uniqueness,
-            worker_steps,
         )
+        from tasks.operations import retention  # noqa: F401
+        from tasks.publish import reconciler, uniqueness
+        from tasks.runtime import cancellation, worker_steps
 
         receivers.connect()
         worker_steps.connect(current_app)
         cancellation.connect(current_app)
-        outbox.connect(current_app)
+        reconciler.connect(current_app)
         uniqueness.connect(current_app)
         # Finalized now, every task decorated from here on is built at once, so a bad
         # task option (tasks.options) fails at import time, not at the first .delay().

@@ -1,7 +1,7 @@
 """The Celery configuration the layer needs, applied wherever the user has not set it.
 
 An adopter's `celery.py` reads their `CELERY_*` Django settings as usual; the layer's
-app class (tasks.app.TaskLayerCelery) then fills in every setting below that they left
+app class (tasks.celery_app.TaskLayerCelery) then fills in every setting below that they left
 unset. Whatever the user did set wins, even where it weakens a guarantee: `manage.py
 check` says so (tasks.checks) instead of the layer overriding them behind their back.
 
@@ -25,11 +25,11 @@ from tasks.conf import layer_settings
 CELERY_DEFAULT_QUEUE = "celery"
 
 #: 12 hours: above any sane task run time and above the furthest ETA the layer gives
-#: the broker (tasks.outbox holds later jobs in the database).
+#: the broker (tasks.publish.outbox holds later jobs in the database).
 DEFAULT_VISIBILITY_TIMEOUT = 12 * 60 * 60
 
-REDIS_TRANSPORT = "tasks.redis_transport:Transport"
-RESULT_BACKEND = "tasks.results:BatchedDatabaseBackend"
+REDIS_TRANSPORT = "tasks.runtime.redis_transport:Transport"
+RESULT_BACKEND = "tasks.record.results:BatchedDatabaseBackend"
 
 #: Plain values: the layer's choice wherever the user made none.
 FIXED_DEFAULTS: Mapping[str, Any] = {
@@ -53,7 +53,7 @@ FIXED_DEFAULTS: Mapping[str, Any] = {
     # crash strands as few jobs as possible.
     "worker_prefetch_multiplier": 1,
     # Parks malformed messages and records what was wrong on the job's row.
-    "worker_consumer": "tasks.consumer:TrackedConsumer",
+    "worker_consumer": "tasks.runtime.consumer:TrackedConsumer",
     "broker_connection_retry_on_startup": True,
 }
 

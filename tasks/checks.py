@@ -14,10 +14,10 @@ from celery import current_app
 from django.core import checks
 from django.core.checks import CheckMessage, Error, register
 
-from tasks.app import TaskLayerCelery
-from tasks.base import TrackedTask
+from tasks.celery_app import TaskLayerCelery
 from tasks.celery_defaults import CELERY_DEFAULT_QUEUE, is_redis
 from tasks.conf import layer_settings
+from tasks.task import TrackedTask
 
 TAG = "tasklayer"
 UNSAFE_SERIALIZERS = frozenset({"pickle", "application/x-python-serialize", "yaml"})
@@ -32,7 +32,7 @@ def _layer_app_messages(app: Any) -> list[CheckMessage]:
                 f"The Celery app {app.main or '(none created)'!r} is not the task layer's: "
                 "jobs are not recorded, retried or dead-lettered.",
                 hint="In your project's celery.py, replace `from celery import Celery` with "
-                "`from tasks.app import TaskLayerCelery as Celery` (and import that module "
+                "`from tasks.celery_app import TaskLayerCelery as Celery` (and import that module "
                 "from your project's __init__.py, as Celery's Django guide shows).",
                 id="tasklayer.E001",
             )
@@ -43,7 +43,7 @@ def _layer_app_messages(app: Any) -> list[CheckMessage]:
                 f"The Celery app's task class {app.Task.__module__}.{app.Task.__name__} is "
                 "not a TrackedTask: transactional enqueue and argument checks are off.",
                 hint="Drop task_cls from the app, or make your class subclass "
-                "tasks.base.TrackedTask.",
+                "tasks.task.TrackedTask.",
                 id="tasklayer.E002",
             )
         ]

@@ -163,7 +163,7 @@ def _checked(default: Any, check: Callable[[str, Any], Any]) -> Any:
 class LayerSettings:
     """Every setting of the layer, checked; read it through `layer_settings()`."""
 
-    # --- Publishing: the outbox, far-future jobs, queue limits (tasks/outbox.py) -------
+    # --- Publishing: the outbox, far-future jobs, queue limits (tasks/publish/outbox.py) -------
     #: Seconds. A job whose ETA (countdown, eta, retry backoff) is further away waits in
     #: the outbox table instead of on the broker: Redis redelivers a message whose ETA
     #: outlasts its visibility timeout. 15 minutes keeps short retries on the broker.
@@ -189,7 +189,7 @@ class LayerSettings:
     #: the broker once a second per limited queue, not on every `.delay()`.
     queue_depth_cache: float = _checked(1.0, _seconds(zero_allowed=True))
 
-    # --- Recording (tasks/recording.py, tasks/sinks.py, tasks/recorder.py) ----------
+    # --- Recording (tasks/record/: service.py, sinks.py, recorder.py) ---------------------
     #: Tasks that get no Job row unless they fail: housekeeping run every few seconds
     #: would bury real jobs. The layer's own outbox reconciler by default.
     untracked_tasks: frozenset[str] = _checked(frozenset({"tasks.outbox.publish_due"}), _name_set)
@@ -201,10 +201,10 @@ class LayerSettings:
     event_stream_url: str | None = _checked(None, _optional_url)
     #: How much the recorder beside each worker lowers its CPU priority (nice), so the
     #: worker's main process, Celery's serial bottleneck, comes first on a busy machine
-    #: (measured in docs/benchmarks.md). 0 leaves it alone.
+    #: (docs/architecture.md, "Keeping the hot paths cheap"). 0 leaves it alone.
     recorder_nice: int = _checked(10, _nice)
 
-    # --- Failures: dead letters (tasks/dead_letters.py, tasks/dead_letter_queue.py) ---
+    # --- Failures: dead letters (tasks/runtime/: dead_lettering.py, dead_letter_queue.py) ----
     #: Park final failures of every task (a task's own `dead_letter=` wins) in the
     #: `dead_letter` queue: a failure is then never lost, on any broker.
     dead_letter: bool = _checked(True, _flag)
@@ -212,7 +212,7 @@ class LayerSettings:
     #: messages and the broker moves them. Off: the layer publishes the copy itself.
     rabbitmq_dead_letter_policy: bool = _checked(False, _flag)
 
-    # --- Cancellation (tasks/cancellation.py) -----------------------------------------
+    # --- Cancellation (tasks/runtime/cancellation.py) -----------------------------------------
     #: Seconds between a worker's reloads of cancelled job ids from the database, so a
     #: job cancelled while its worker was away is still discarded. One cheap query.
     cancel_refresh_seconds: float = _checked(10.0, _seconds(zero_allowed=False))
@@ -220,7 +220,7 @@ class LayerSettings:
     #: because task code can catch SIGTERM and pool children ignore SIGQUIT.
     cancel_hard_signal: str = _checked("SIGKILL", _signal_name)
 
-    # --- Housekeeping (tasks/retention.py) and the admin (dashboard/admin.py) ---------
+    # --- Housekeeping (tasks/operations/retention.py) and the admin (dashboard/admin.py) ---------
     #: Days to keep finished jobs, per status, and dead letters longer; a dict given in
     #: part keeps the other defaults. Keeps the job table bounded.
     retention_days: Mapping[str, float] = _checked(RETENTION_DAYS, _retention)

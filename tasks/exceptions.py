@@ -48,3 +48,13 @@ class QueueFull(TaskLayerError):
 class InvalidUniqueKey(TaskLayerError, ValueError):
     """A task's `unique_key` names an argument the task does not take, or is not a tuple
     of argument names or a callable returning a string. Fix the task's declaration."""
+
+
+class JobWriteRefused(TaskLayerError):
+    """Code outside tasks/models.py tried to update or delete Job rows directly.
+
+    A job's status-owned columns are written only by the recording service
+    (tasks.record.service), and every other change of a row is a named method of
+    `JobQuerySet` (tasks/models.py lists them all), so that each way a row changes has
+    one place. Call that method, or add one there, instead of `.update()` / `.delete()`.
+    """

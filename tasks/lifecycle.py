@@ -45,7 +45,7 @@ def supersedes(new_status: str, new_attempt: int, old_status: str, old_attempt: 
 def sql_wins(old: str = "{old}", new: str = "{new}") -> str:
     """`supersedes` as SQL over an existing row `old` and an incoming row `new`.
 
-    Used by the bulk upsert (tasks.upsert), where the incoming row is EXCLUDED.
+    Used by the bulk upsert (tasks.record.upsert), where the incoming row is EXCLUDED.
     """
     terminal = ", ".join(f"'{status}'" for status in sorted(TERMINAL))
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+
+from tasks.exceptions import JobWriteRefused
 
 
 class JobStatus(models.TextChoices):
@@ -48,7 +51,67 @@ IS_A_RERUN = models.Q(retried_from__isnull=False)
 
 
 class JobQuerySet(models.QuerySet["Job"]):
-    """The questions the admin and dashboard ask; each is served by an index on Job."""
+    """The questions the admin and dashboard ask (each served by an index on Job), and
+    every way a row changes besides the recording service.
+
+    Status-owned columns (status, timestamps, result, error, worker, progress, ...) are
+    written only by tasks.record.service, through its upserts. The bookkeeping below is
+    each a named method, and a plain `.update()` or `.delete()` raises JobWriteRefused:
+    this class is the list of every write.
+    """
+
+    # --- writes: the only ones outside the recording service ---------------------------
+
+    def update(self, **changes: Any) -> int:
+        raise JobWriteRefused(f"Job rows changed outside tasks/models.py: {sorted(changes)}")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise JobWriteRefused("Job rows deleted outside tasks/models.py")
+
+    def _write(self, **changes: Any) -> int:
+        return super().update(**changes)
+
+    def claim_for_relay(self, lease_end: datetime) -> int:
+        """The relay holds these rows until `lease_end` (they are not due meanwhile)."""
+        return self._write(publish_due_at=lease_end)
+
+    def published_by_relay(self, lease_end: datetime) -> int:
+        """Published: no longer due (only rows still held under this lease)."""
+        return self.filter(publish_due_at=lease_end)._write(publish_due_at=None)
+
+    def due_again(self, lease_end: datetime, due: datetime, error: str = "") -> int:
+        """Given back by the relay that held them under `lease_end`, due at `due`."""
+        changes: dict[str, Any] = {"publish_due_at": due}
+        if error:
+            changes["error"] = error[:2000]
+        return self.filter(publish_due_at=lease_end)._write(**changes)
+
+    def due_now(self, now: datetime) -> int:
+        """Written with a COMMIT: due for the relay from `now`."""
+        return self._write(publish_due_at=now)
+
+    def withdrawn_from_relay(self) -> int:
+        """Never to be published (cancelled before the relay took them)."""
+        return self._write(publish_due_at=None)
+
+    def request_cancel(self, at: datetime) -> int:
+        """An operator asked to cancel; workers honour it (tasks.runtime.cancellation)."""
+        return self._write(cancel_requested_at=at)
+
+    def resolve_dead_letters(self, resolution: str, at: datetime) -> int:
+        """Replayed or purged by an operator (tasks.operations.dead_letters)."""
+        return self._write(dead_letter_resolution=resolution, dead_letter_resolved_at=at)
+
+    def link_rerun(self, original: Job) -> int:
+        """These jobs run `original` again (tasks.operations.reruns)."""
+        return self._write(retried_from=original)
+
+    def prune(self) -> int:
+        """Deleted for good by retention (tasks.operations.retention); how many."""
+        count, _ = super().delete()
+        return count
+
+    # --- questions ----------------------------------------------------------------------
 
     def running(self) -> JobQuerySet:
         return self.filter(status=JobStatus.STARTED)
@@ -124,7 +187,8 @@ def rooted_at(root_id: str) -> models.Q:
 
 
 class Job(models.Model):
-    """One Celery task invocation, written only by `tasks.recording`.
+    """One Celery task invocation: its state written only by `tasks.record.service`, its
+    bookkeeping only through the named methods of `JobQuerySet`.
 
     `args`, `kwargs` and `result` are the real JSON values (never Celery's truncated
     `argsrepr`), so a job can be replayed from its row.
@@ -260,7 +324,7 @@ class Job(models.Model):
 class JobAttempt(models.Model):
     """One attempt at running a job: when, on which worker, and how it ended.
 
-    Written by `tasks.recording` from the same events as the job row; the job's page
+    Written by `tasks.record.service` from the same events as the job row; the job's page
     lists them. `key` is "<task id>:<number>" so that attempts upsert in bulk like jobs.
     """
 
@@ -289,7 +353,7 @@ class OutboxMessage(models.Model):
     Written in the same transaction as the job's row: by `.delay()` inside a
     transaction (deleted once the commit hook has published it), for a job whose ETA is
     further away than the broker can hold it, and for a retry whose re-publish failed.
-    `tasks.outbox` publishes what is due; `claimed_at` is a lease, so the commit hook
+    `tasks.publish.outbox` publishes what is due; `claimed_at` is a lease, so the commit hook
     and reconcilers never publish one message twice.
     """
 

@@ -9,13 +9,13 @@ The layer's options on top of Celery's:
 - `retry_backoff`: a strategy name (`"exponential"`, `"linear"`, `"fixed"`, `"none"`)
   or Celery's True / seconds; `retry_backoff_base` (seconds, default 1),
   `retry_backoff_max` (cap, Celery's name, default 600), `retry_jitter` (full jitter,
-  Celery's name, default on). See tasks.retry_policy.
+  Celery's name, default on). See tasks.runtime.retry_policy.
 - `retry_on_soft_time_limit` (default True): a soft time limit is retried like the
   exceptions in `autoretry_for`.
 - `dead_letter` (default: the TASKS_DEAD_LETTER setting, on): a final failure parks the
   message in the `dead_letter` queue and marks the job dead-lettered.
-- `unique_key`, `unique_ttl`: see tasks.uniqueness.
-- `publish_on_commit`: see tasks.base.
+- `unique_key`, `unique_ttl`: see tasks.publish.uniqueness.
+- `publish_on_commit`: see tasks.task.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from tasks import retry_policy
 from tasks.exceptions import InvalidTaskOption
+from tasks.runtime import retry_policy
 
 LAYER_OPTIONS = frozenset(
     {

@@ -1,8 +1,8 @@
-"""Celery signal receivers: translate (tasks.events) and record (tasks.recording).
+"""Celery signal receivers: translate (tasks.record.translate) and record (tasks.record.service).
 
 Thin on purpose; no decisions are made here. Where each signal runs matters:
 publish signals run in whichever process publishes (a view, a task, beat); `task_revoked`
-and `task_unknown` in the worker's main process (RECEIVED is tasks.waiting_jobs');
+and `task_unknown` in the worker's main process (RECEIVED is tasks.record.waiting_jobs');
 prerun/success/failure/retry in the pool child.
 """
 
@@ -15,9 +15,12 @@ from typing import Any
 from celery import signals
 from django.utils import timezone
 
-from tasks import correlation, dead_letters, events
+from tasks import correlation
 from tasks.conf import layer_settings
-from tasks.recording import JobEvent, record
+from tasks.record import translate
+from tasks.record.events import JobEvent
+from tasks.record.sinks import record
+from tasks.runtime import dead_lettering
 
 logger = logging.getLogger(__name__)
 
@@ -68,17 +71,17 @@ def on_after_publish(headers: dict[str, Any], body: Any, routing_key: str, **_: 
     _publishing.priority = _publishing.started = None
     if headers.get("task") in _untracked():
         return
-    _record(events.published(headers, body, routing_key, priority, sent_at))
+    _record(translate.published(headers, body, routing_key, priority, sent_at))
 
 
 def on_prerun(task: Any, **_: Any) -> None:
     if task.name not in _untracked():
-        _record(events.started(task))
+        _record(translate.started(task))
 
 
 def on_success(sender: Any, result: Any, **_: Any) -> None:
     if sender.name not in _untracked():
-        _record(events.succeeded(sender.request, result))
+        _record(translate.succeeded(sender.request, result))
 
 
 def on_failure(
@@ -91,7 +94,7 @@ def on_failure(
     **_: Any,
 ) -> None:
     try:
-        dead_letters.record_final_failure(
+        dead_lettering.record_final_failure(
             sender, task_id, exception, getattr(einfo, "traceback", "") or "", args, kwargs
         )
     except Exception:
@@ -99,7 +102,7 @@ def on_failure(
 
 
 def on_retry(request: Any, reason: Any, einfo: Any = None, **_: Any) -> None:
-    _record(events.retrying(request, reason, getattr(einfo, "traceback", "") or ""))
+    _record(translate.retrying(request, reason, getattr(einfo, "traceback", "") or ""))
 
 
 def on_revoked(
@@ -109,13 +112,15 @@ def on_revoked(
     request_dict = getattr(request, "request_dict", None) or {}
     retries = int(getattr(request, "retries", None) or request_dict.get("retries") or 0)
     _record(
-        events.revoked(request.id, retries, terminated=terminated, expired=expired, signum=signum)
+        translate.revoked(
+            request.id, retries, terminated=terminated, expired=expired, signum=signum
+        )
     )
 
 
 def on_unknown(sender: Any, message: Any, name: str, id: str, **_: Any) -> None:  # noqa: A002
     try:
-        dead_letters.record_unknown_task(
+        dead_lettering.record_unknown_task(
             id,
             name,
             message.headers or {},

@@ -101,7 +101,7 @@ from celery.result import AsyncResult
 from django.contrib.auth import get_user_model
 from django.test import Client
 from shop.tasks import add
-from tasks.base import TrackedTask
+from tasks.task import TrackedTask
 from tasks.models import Job
 
 # A failing view or admin page answers 500 and logs its traceback (DEBUG is on).
@@ -172,7 +172,7 @@ def test_the_wheel_holds_the_layers_apps_and_nothing_else(wheel: Path) -> None:
         "tasks/migrations/0001_initial.py",
         "tasks/py.typed",
         "dashboard/py.typed",
-        "tasks/db_backends/postgresql/base.py",
+        "tasks/publish/db_backends/postgresql/base.py",
         f"{dist_info}/licenses/LICENSE",
     ):
         assert expected in names
@@ -308,7 +308,7 @@ def test_a_project_with_its_own_tasks_app_adopts_the_layer(
         from apps.tasks.models import Chore
         from django.apps import apps
         from proj.celery import app
-        from tasks.base import TrackedTask
+        from tasks.task import TrackedTask
         from tasks.models import Job
 
         app.loader.import_default_modules()

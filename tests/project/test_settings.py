@@ -45,7 +45,7 @@ def test_results_go_to_django_celery_results(celery_app: Celery) -> None:
 
 def test_every_task_is_a_tracked_task(celery_app: Celery) -> None:
     from plaincelery.tasks import word_count
-    from tasks.base import TrackedTask
+    from tasks.task import TrackedTask
 
     assert isinstance(word_count, TrackedTask)
 

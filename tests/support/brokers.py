@@ -20,7 +20,7 @@ from typing import Any
 from kombu import pools
 
 RABBITMQ_HOST, RABBITMQ_PORT = "127.0.0.1", 5672
-REDIS_TRANSPORT = "tasks.redis_transport:Transport"
+REDIS_TRANSPORT = "tasks.runtime.redis_transport:Transport"
 
 
 @dataclass(frozen=True)

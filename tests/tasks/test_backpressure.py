@@ -10,9 +10,9 @@ import redis
 from django.db import transaction
 from django.test import override_settings
 
-from tasks import relay
 from tasks.exceptions import QueueFull
 from tasks.models import Job, JobStatus, OutboxMessage
+from tasks.publish import relay
 from tests.faults import count_run, routed_high
 from tests.support.broker import clear_queue, queued_messages
 

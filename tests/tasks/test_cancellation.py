@@ -20,10 +20,12 @@ from celery.result import AsyncResult
 from django.utils import timezone
 
 from devstack.redis_server import RedisServer
-from tasks import cancellation, events
-from tasks.cancellation import Outcome, cancel, cancel_many
 from tasks.models import Job, JobStatus, OutboxMessage
-from tasks.recording import record_now
+from tasks.operations import cancellation as cancel_module
+from tasks.operations.cancellation import Outcome, cancel, cancel_many
+from tasks.record import translate
+from tasks.record.service import record_now
+from tasks.runtime import cancellation
 from tests.conftest import worker_env
 from tests.faults import cancellable_loop, mark_ran, sleep_ignoring_cancel, slow_noop
 from tests.support.jobs import wait_for_job
@@ -255,7 +257,7 @@ def test_unknown_job_id_is_reported_and_nothing_is_done() -> None:
 
 def _pending_job_with_outbox_message(claimed: bool) -> str:
     task_id = str(uuid.uuid4())
-    record_now(events.pending(task_id, "tasks.demo.add", [1, 2], {}, "default", None, task_id))
+    record_now(translate.pending(task_id, "tasks.demo.add", [1, 2], {}, "default", None, task_id))
     now = timezone.now()
     OutboxMessage.objects.create(
         task_id=task_id,
@@ -305,4 +307,4 @@ def test_workers_replies_to_a_hard_cancel_are_read_as_the_ids_killed() -> None:
         {"b@host": {"ok": "terminate: tasks unknown"}},
         {"c@host": {"error": "boom"}},
     ]
-    assert cancellation.terminated_ids(replies) == {"id-1", "id-2"}
+    assert cancel_module.terminated_ids(replies) == {"id-1", "id-2"}

@@ -13,7 +13,7 @@ from celery import Celery
 from django.test import Client
 
 from tasks import celery_defaults
-from tasks.app import TaskLayerCelery
+from tasks.celery_app import TaskLayerCelery
 from tasks.models import JobStatus
 from tests.support.jobs import wait_for_job
 from tests.support.worker import WorkerProcess
@@ -32,7 +32,7 @@ def test_the_layer_fills_in_what_the_user_left_unset() -> None:
     assert conf.task_acks_late is True
     assert conf.task_reject_on_worker_lost is True
     assert conf.accept_content == ["json"]
-    assert conf.worker_consumer == "tasks.consumer:TrackedConsumer"
+    assert conf.worker_consumer == "tasks.runtime.consumer:TrackedConsumer"
     assert conf.broker_transport == celery_defaults.REDIS_TRANSPORT
     assert conf.broker_transport_options["visibility_timeout"] >= 12 * 3600
     assert conf.task_default_queue == "celery"  # Celery's, not changed behind the user's back

@@ -10,7 +10,7 @@ import pytest
 from celery import Celery
 from kombu import Queue
 
-from tasks.app import TaskLayerCelery
+from tasks.celery_app import TaskLayerCelery
 from tasks.checks import celery_messages
 
 
@@ -42,7 +42,7 @@ def test_the_layers_app_with_its_defaults_is_clean() -> None:
 def test_a_plain_celery_app_is_an_error_whose_hint_is_the_one_line() -> None:
     app = Celery("adopter", set_as_current=False)
     (message,) = [m for m in celery_messages(app) if m.id == "tasklayer.E001"]
-    assert "from tasks.app import TaskLayerCelery as Celery" in message.hint
+    assert "from tasks.celery_app import TaskLayerCelery as Celery" in message.hint
 
 
 def test_a_task_class_that_is_not_tracked_is_an_error() -> None:

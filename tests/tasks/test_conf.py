@@ -15,8 +15,8 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from tasks import backpressure, outbox, relay
 from tasks.conf import LayerSettings, layer_settings, setting_name
+from tasks.publish import backpressure, outbox, relay
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 FIELDS = [f.name for f in dataclasses.fields(LayerSettings)]

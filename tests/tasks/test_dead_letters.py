@@ -11,9 +11,10 @@ import redis
 from celery import current_app
 
 from demo.tasks import always_fail, flaky
-from tasks import dead_letter_queue, dead_letters
+from tasks import operations
+from tasks.backoff import RetryPolicy
 from tasks.models import DeadLetterResolution, JobAttempt, JobStatus
-from tasks.retry_policy import RetryPolicy
+from tasks.runtime import dead_letter_queue
 from tests.support.jobs import wait_for_job
 from tests.support.worker import WorkerProcess
 
@@ -101,7 +102,7 @@ def test_replay_runs_the_dead_letter_again_as_a_new_linked_job(
     original = wait_for_job(always_fail.delay("replay me").id, timeout=40)
     assert original.dead_lettered_at is not None
 
-    [replayed] = dead_letters.replay([original.task_id])
+    [replayed] = operations.replay([original.task_id])
 
     original.refresh_from_db()
     assert original.dead_letter_resolution == DeadLetterResolution.REPLAYED
@@ -115,7 +116,7 @@ def test_replay_runs_the_dead_letter_again_as_a_new_linked_job(
     assert new.attempts == 4
     assert new.dead_lettered_at is not None
     # Replaying it twice does nothing the second time.
-    assert dead_letters.replay([original.task_id]) == []
+    assert operations.replay([original.task_id]) == []
 
 
 def test_purge_drops_dead_letters_from_the_broker_and_marks_them(
@@ -124,12 +125,12 @@ def test_purge_drops_dead_letters_from_the_broker_and_marks_them(
     job = wait_for_job(always_fail.delay("purge me").id, timeout=40)
     assert job.task_id in parked_ids(expect=job.task_id)
 
-    assert dead_letters.purge([job.task_id]) == 1
+    assert operations.purge([job.task_id]) == 1
 
     job.refresh_from_db()
     assert job.dead_letter_resolution == DeadLetterResolution.PURGED
     assert job.task_id not in parked_ids(redis_client)
-    assert dead_letters.purge([job.task_id]) == 0
+    assert operations.purge([job.task_id]) == 0
 
 
 def test_plain_shared_task_failure_is_dead_lettered(
@@ -170,7 +171,7 @@ def test_unknown_task_is_dead_lettered_and_the_worker_keeps_running(
     assert result.id in parked_ids(expect=result.id)
     assert live_worker.is_alive()
 
-    [replayed] = dead_letters.replay([result.id])
+    [replayed] = operations.replay([result.id])
     new = wait_for_job(replayed.new_job)
     assert new.retried_from_id == job.pk
     assert new.name == "billing.tasks.charge_card"
@@ -205,7 +206,7 @@ def test_hard_time_limit_ends_the_job_dead_lettered(live_worker: WorkerProcess) 
 
 def test_operator_retry_runs_a_failed_job_again_linked_to_it(live_worker: WorkerProcess) -> None:
     from plaincelery.tasks import parse_amount
-    from tasks import reruns
+    from tasks.operations import reruns
 
     failed = wait_for_job(parse_amount.delay("1.5x").id)
     succeeded = wait_for_job(parse_amount.delay("2.5").id)

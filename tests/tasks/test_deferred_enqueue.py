@@ -1,5 +1,5 @@
 """.delay() in a transaction: rows written with the COMMIT, savepoints respected, each
-job published once by the relay (tasks.deferred_enqueue, tasks.pending_rows, tasks.relay)."""
+job published once by the relay (tasks.publish: with_commit, pending_rows, relay)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import redis
 from django.db import connection, transaction
 
 from plaincelery.tasks import word_count
-from tasks import deferred_enqueue, relay
 from tasks.models import Job, JobStatus, OutboxMessage
+from tasks.publish import relay, with_commit
 from tests.support.jobs import wait_for_job
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,7 +27,7 @@ def queued_ids(client: redis.Redis, queue: str) -> list[str]:
 
 
 def test_the_project_database_backend_defers_the_rows_to_the_commit() -> None:
-    assert deferred_enqueue.supported(connection)
+    assert with_commit.supported(connection)
 
 
 def test_many_jobs_in_one_transaction_are_written_and_published_once_each(

@@ -11,11 +11,12 @@ from django.db import connection
 from django.utils import timezone
 
 from devstack.redis_server import RedisServer
-from tasks import recorder as recorder_module
-from tasks import sinks
 from tasks.models import Job, JobStatus
-from tasks.recorder import Recorder
-from tasks.recording import JobEvent, ResultEvent, merge_job_events
+from tasks.record import recorder as recorder_module
+from tasks.record import sinks
+from tasks.record.events import JobEvent, ResultEvent
+from tasks.record.recorder import Recorder
+from tasks.record.service import merge_job_events
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -228,7 +229,7 @@ def test_buffered_database_sink_writes_on_flush() -> None:
 
 
 def test_a_sink_keeps_one_event_per_attempt_so_the_history_survives_folding() -> None:
-    from tasks.recording import attempt_rows
+    from tasks.record.service import attempt_rows
 
     start = timezone.now()
     later = start + timedelta(seconds=2)
@@ -253,7 +254,7 @@ def test_a_sink_keeps_one_event_per_attempt_so_the_history_survives_folding() ->
 
 
 def test_received_is_reported_only_for_jobs_still_waiting_on_the_second_look() -> None:
-    from tasks.waiting_jobs import WaitingJobs
+    from tasks.record.waiting_jobs import WaitingJobs
 
     class Request:  # hashable, as Celery's are (the worker keeps them in WeakSets)
         def __init__(self, task_id: str) -> None:
@@ -274,7 +275,7 @@ def test_received_is_reported_only_for_jobs_still_waiting_on_the_second_look() -
 
 
 def test_a_first_try_success_needs_no_attempt_row_unless_it_was_seen_running() -> None:
-    from tasks.recording import attempt_rows
+    from tasks.record.service import attempt_rows
 
     start = timezone.now()
     quick = JobEvent("t-q", JobStatus.SUCCESS, 1, state={"started_at": start, "finished_at": start})
@@ -287,7 +288,7 @@ def test_a_first_try_success_needs_no_attempt_row_unless_it_was_seen_running() -
 def test_stream_writer_lands_every_entry_and_resends_after_a_broken_connection(
     redis_server: RedisServer,
 ) -> None:
-    from tasks.stream_writer import StreamWriter
+    from tasks.record.stream_writer import StreamWriter
 
     client = redis.Redis.from_url(redis_server.url)
     stream = f"test:writer:{uuid.uuid4().hex}"

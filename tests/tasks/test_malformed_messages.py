@@ -11,7 +11,7 @@ import redis
 
 from demo.tasks import add
 from tasks.models import JobStatus
-from tasks.redis_transport import MALFORMED_QUEUE
+from tasks.runtime.redis_transport import MALFORMED_QUEUE
 from tests.support.jobs import wait_for_job
 from tests.support.worker import WorkerProcess
 

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def recorder_pids(worker: WorkerProcess, timeout: float = 20.0) -> list[int]:
-    """The `python -m tasks.recorder` processes in the worker's process group."""
+    """The `python -m tasks.runtime.recorder_and_relay` processes in the worker's process group."""
     assert worker.process is not None
     group = worker.process.pid  # the worker starts a session of its own
     deadline = time.monotonic() + timeout
@@ -29,7 +29,7 @@ def recorder_pids(worker: WorkerProcess, timeout: float = 20.0) -> list[int]:
                 in_group = os.getpgid(int(entry.name)) == group
             except (OSError, ProcessLookupError):
                 continue
-            if in_group and b"tasks.recorder" in command:
+            if in_group and b"tasks.runtime.recorder_and_relay" in command:
                 found.append(int(entry.name))
         if found:
             return found

@@ -8,7 +8,8 @@ import pytest
 from django.utils import timezone
 
 from tasks.models import Job, JobStatus
-from tasks.recording import JobEvent, record
+from tasks.record.events import JobEvent
+from tasks.record.sinks import record
 
 pytestmark = pytest.mark.django_db
 

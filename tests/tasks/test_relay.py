@@ -2,7 +2,7 @@
 the workers that consume their queue, also when relays race, die or meet a cancel.
 
 Real Redis, the real database; `relay.publish_pending()` is the pass every worker's
-relay makes in a loop (tasks.relay).
+relay makes in a loop (tasks.publish.relay).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import redis
 from django.db import transaction
 from django.test import override_settings
 
-from tasks import cancellation, relay
+from tasks import operations
 from tasks.models import Job, JobStatus
+from tasks.publish import relay
 from tests.faults import count_run
 from tests.support.broker import queued_messages
 from tests.support.concurrency import in_threads
@@ -68,8 +69,8 @@ def test_a_job_cancelled_while_it_waits_for_the_relay_is_never_published(
     queue = unconsumed_queue()
     with transaction.atomic():
         result = count_run.apply_async(("cancelled",), queue=queue)
-    (outcome,) = cancellation.cancel_many([result.id])
-    assert outcome.outcome == cancellation.Outcome.NOT_STARTED
+    (outcome,) = operations.cancel_many([result.id])
+    assert outcome.outcome == operations.Outcome.NOT_STARTED
     assert relay.publish_pending() == 0
     assert redis_client.llen(queue) == 0
     job = Job.objects.get(task_id=result.id)

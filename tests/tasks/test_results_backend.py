@@ -1,4 +1,4 @@
-"""tasks.results: a plain result leaves the pool child unencoded, and its TaskResult row
+"""tasks.record.results: a plain result leaves the pool child unencoded, and its TaskResult row
 is the one django-celery-results would have written."""
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from django_celery_results.backends.database import DatabaseBackend
 from django_celery_results.models import TaskResult
 
 from project.celery import app
-from tasks import sinks
-from tasks.recording import RAW_RESULT, ResultEvent
-from tasks.results import plain_json
+from tasks.record import sinks
+from tasks.record.events import ResultEvent
+from tasks.record.results import plain_json
+from tasks.record.service import RAW_RESULT
 
 pytestmark = pytest.mark.django_db
 
@@ -56,10 +57,10 @@ class Captured:
 
     def write_through_the_stream(self) -> None:
         # The recorder's view: the events after the stream's JSON round trip.
-        from tasks import recording
+        from tasks.record import service
 
         _, results = sinks.decode(sinks.encode([], self.results))
-        recording.write([], results)
+        service.write([], results)
 
 
 @pytest.fixture

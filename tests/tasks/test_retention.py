@@ -9,7 +9,7 @@ from celery import Celery
 from django.utils import timezone
 
 from tasks.models import Job, JobStatus
-from tasks.retention import prune
+from tasks.operations.retention import prune
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,9 @@ from celery.exceptions import SoftTimeLimitExceeded
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tasks.backoff import Backoff, RetryPolicy
 from tasks.exceptions import InvalidTaskOption
-from tasks.retry_policy import Backoff, RetryPolicy, from_task_options
+from tasks.runtime.retry_policy import from_task_options
 
 policies = st.builds(
     RetryPolicy,

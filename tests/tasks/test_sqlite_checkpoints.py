@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from django.db.utils import ConnectionHandler
 
-from tasks import sqlite_checkpoints
+from tasks.publish.db_backends import sqlite_checkpoints
 
 COMMITS = 50  # a few dozen pages: far below both automatic-checkpoint thresholds
 
@@ -38,7 +38,7 @@ def open_wrapper(tmp_path: Path) -> Iterator[Any]:
         handler = ConnectionHandler(
             {
                 "default": {
-                    "ENGINE": "tasks.db_backends.sqlite3",
+                    "ENGINE": "tasks.publish.db_backends.sqlite3",
                     "NAME": str(path),
                     "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;"},
                 }
@@ -118,7 +118,7 @@ def test_a_replaced_database_file_is_checkpointed_too(open_wrapper: Any, tmp_pat
 
 def test_a_database_not_in_wal_mode_gets_no_thread(tmp_path: Path) -> None:
     handler = ConnectionHandler(
-        {"default": {"ENGINE": "tasks.db_backends.sqlite3", "NAME": str(tmp_path / "j.db")}}
+        {"default": {"ENGINE": "tasks.publish.db_backends.sqlite3", "NAME": str(tmp_path / "j.db")}}
     )
     wrapper = handler["default"]
     try:

@@ -12,9 +12,9 @@ from django.test import Client
 from kombu.exceptions import EncodeError
 
 from plaincelery.tasks import word_count
-from tasks import relay
 from tasks.exceptions import UnserializableArguments
 from tasks.models import Job, JobStatus
+from tasks.publish import relay
 from tests.support.jobs import wait_for_job
 
 pytestmark = [pytest.mark.urls("tests.urls"), pytest.mark.django_db(transaction=True)]

@@ -11,9 +11,10 @@ from celery import Celery
 from django.db import connection, connections, transaction
 
 from demo.models import DemoCounter
-from tasks import exceptions, outbox
+from tasks import exceptions
 from tasks.exceptions import InvalidUniqueKey
 from tasks.models import Job, JobStatus, OutboxMessage
+from tasks.publish import outbox
 from tests.faults import unique_by_callable, unique_count, unique_short_ttl
 from tests.support.jobs import wait_for_job
 from tests.support.worker import WorkerProcess

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from tasks import recording
 from tasks.models import Job, JobStatus
-from tasks.recording import JobEvent
-from tasks.upsert import STATEMENT_ROWS, statement_chunks
+from tasks.record import service
+from tasks.record.events import JobEvent
+from tasks.record.upsert import STATEMENT_ROWS, statement_chunks
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +33,7 @@ def test_batches_of_every_size_from_1_to_300_use_at_most_eight_statements() -> N
 
     with connection.execute_wrapper(remember_text):
         for size in range(1, 301):
-            recording.write([sent(f"{size}-{n}") for n in range(size)], [])
+            service.write([sent(f"{size}-{n}") for n in range(size)], [])
     upserts = {text for text in texts if text.startswith("INSERT")}
     assert 1 <= len(upserts) <= len(STATEMENT_ROWS)
     assert Job.objects.count() == sum(range(1, 301))

@@ -1,0 +1,81 @@
+"""Retention: delete old finished jobs in small batches, so the table stays bounded.
+
+Beat runs `tasks.retention.prune_jobs` (CELERY_BEAT_SCHEDULE in settings). Each rule
+walks one index (status + created_at, or the partial dead-letter index) and deletes at
+most `batch_size` rows per statement, each in its own short transaction: no long lock,
+no full-table scan, and a pruning run can stop anywhere and resume next time.
+Results in django-celery-results' table expire on their own (`result_expires`, cleaned
+by Celery's `celery.backend_cleanup`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from celery import shared_task
+from django.db.models import Q
+from django.utils import timezone
+
+from tasks.conf import layer_settings
+from tasks.models import Job, JobStatus
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RetentionRule:
+    label: str
+    keep: timedelta
+    rows: Q  # which rows the rule covers; their age is taken from created_at
+
+
+def rules() -> list[RetentionRule]:
+    days = layer_settings().retention_days  # every status, defaults filled in
+    not_dead = Q(dead_lettered_at__isnull=True)
+    result = [
+        RetentionRule(status, timedelta(days=days[status]), Q(status=status) & not_dead)
+        for status in (JobStatus.SUCCESS, JobStatus.FAILURE, JobStatus.REVOKED)
+    ]
+    result.append(
+        RetentionRule(
+            "DEAD_LETTER", timedelta(days=days["DEAD_LETTER"]), Q(dead_lettered_at__isnull=False)
+        )
+    )
+    return result
+
+
+def prune(
+    now: datetime | None = None, batch_size: int = 1000, max_batches: int = 1000
+) -> dict[str, int]:
+    """Delete rows older than their rule allows; returns how many per rule."""
+    now = now or timezone.now()
+    deleted: dict[str, int] = {}
+    for rule in rules():
+        cutoff = now - rule.keep
+        age = (
+            Q(dead_lettered_at__lt=cutoff)
+            if rule.label == "DEAD_LETTER"
+            else Q(created_at__lt=cutoff)
+        )
+        total = 0
+        for _ in range(max_batches):
+            ids = list(
+                Job.objects.filter(rule.rows & age).values_list("id", flat=True)[:batch_size]
+            )
+            if not ids:
+                break
+            count = Job.objects.filter(id__in=ids).prune()
+            total += count
+            if len(ids) < batch_size:
+                break
+        deleted[rule.label] = total
+    if any(deleted.values()):
+        logger.info("Pruned jobs: %s", deleted)
+    return deleted
+
+
+@shared_task(name="tasks.retention.prune_jobs", ignore_result=True)
+def prune_jobs() -> dict[str, int]:
+    return prune()

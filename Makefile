@@ -20,7 +20,7 @@ VENV_DJANGO6 := .venv-django6
 PY_DJANGO6 := $(VENV_DJANGO6)/bin/python
 DJANGO6_STAMP := $(VENV_DJANGO6)/.dev-installed
 
-.PHONY: install run test test-django6 python-django6 lint format bench bench-scale clean
+.PHONY: install run test typecheck test-django6 python-django6 lint format bench bench-scale clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,10 +41,11 @@ install: $(RUNTIME_STAMP)
 run: $(RUNTIME_STAMP)
 	$(PY) -m devstack.run
 
-# The suite's steps, for the venv whose python is $(1).
+# The suite's steps, for the venv whose python is $(1); $(2), if given, is the type check.
 define run_suite
 	@$(1) -m devstack.browser || echo "(browser tests will be skipped: no chromium)"
 	$(1) -m ruff check .
+	$(2)
 	$(CHECK_ENV) $(1) manage.py check
 	$(CHECK_ENV) $(1) manage.py makemigrations --check --dry-run
 	@# pytest exits 5 when it collected nothing: a broken suite, never a pass.
@@ -52,8 +53,14 @@ define run_suite
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; fi; exit $$rc
 endef
 
+# mypy with django-stubs and celery-types over tasks/ and dashboard/ ([tool.mypy]).
+TYPECHECK = $(PY) -m mypy tasks dashboard
+
 test: $(DEV_STAMP)
-	$(call run_suite,$(PY))
+	$(call run_suite,$(PY),$(TYPECHECK))
+
+typecheck: $(DEV_STAMP)
+	$(TYPECHECK)
 
 # requirements-dev.txt with Django's pin replaced by requirements-django6.txt's: pip
 # has no override, and a constraint cannot loosen an exact pin.

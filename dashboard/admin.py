@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -13,9 +13,9 @@ from django.utils.html import format_html, format_html_join
 from dashboard.pagination import CappedCountPaginator
 from tasks import operations
 from tasks.conf import layer_settings
-from tasks.models import Job, JobAttempt, JobStatus
+from tasks.models import Job, JobAttempt, JobQuerySet, JobStatus
 
-STATUS_COLOURS = {
+STATUS_COLOURS: dict[str, str] = {
     JobStatus.PENDING: "#757575",
     JobStatus.SENT: "#546e7a",
     JobStatus.RECEIVED: "#0277bd",
@@ -152,7 +152,9 @@ class JobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Purge selected dead letters", permissions=["replay"])
     def purge_selected_dead_letters(self, request: HttpRequest, queryset: QuerySet[Job]) -> None:
-        ids = list(queryset.parked_dead_letters().values_list("task_id", flat=True))
+        # The admin's querysets come from Job.objects: JobQuerySets.
+        parked = cast(JobQuerySet, queryset).parked_dead_letters()
+        ids = list(parked.values_list("task_id", flat=True))
         purged = operations.purge(ids)
         for job in Job.objects.filter(task_id__in=ids):
             self.log_change(request, job, "Dead letter purged")
@@ -208,7 +210,7 @@ class JobAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        return queryset.matching_id(term), False
+        return cast(JobQuerySet, queryset).matching_id(term), False  # from Job.objects
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from functools import cached_property
+from typing import Any, cast
 
 from django.core.paginator import Paginator
+from django.db.models import QuerySet
 
 
 class CappedCountPaginator(Paginator):
@@ -21,4 +23,6 @@ class CappedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         # COUNT(*) over a LIMIT subquery: reads at most CAP + 1 index entries.
-        return int(self.object_list.order_by()[: self.CAP + 1].count())
+        # The admin hands it a queryset (the stubs type object_list as any sequence).
+        rows = cast("QuerySet[Any]", self.object_list)
+        return int(rows.order_by()[: self.CAP + 1].count())

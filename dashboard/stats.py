@@ -28,6 +28,8 @@ def runtime_percentiles(since: datetime) -> dict[str, dict[str, float]]:
         return _postgres_percentiles(finished)
     by_name: dict[str, list[float]] = {}
     for name, started, ended in finished.values_list("name", "started_at", "finished_at"):
+        if started is None or ended is None:
+            continue  # no run time to count (PostgreSQL's percentile_cont skips it too)
         by_name.setdefault(name, []).append((ended - started).total_seconds())
     return {name: _percentiles(sorted(values)) for name, values in by_name.items()}
 

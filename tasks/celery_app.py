@@ -20,6 +20,8 @@ TASK_CLASS = "tasks.task:TrackedTask"
 
 
 class TaskLayerCelery(Celery):
+    _tasks: Any  # Celery's task registry, before finalize; not in celery-types' stub
+
     def __init__(self, main: str | None = None, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("task_cls", TASK_CLASS)
         super().__init__(main, *args, **kwargs)
@@ -30,7 +32,8 @@ class TaskLayerCelery(Celery):
         installed_apps = list(settings.INSTALLED_APPS) if settings.configured else []
         celery_defaults.install(source if source is not None else self.conf, installed_apps)
 
-    def _task_from_fun(
+    # The ignore[override] below: the stub spells out the options Celery takes as **options.
+    def _task_from_fun(  # type: ignore[override]
         self, fun: Any, name: Any = None, base: Any = None, bind: bool = False, **options: Any
     ) -> Any:
         # The one place every `@shared_task` / `@app.task` passes through: options are

@@ -166,4 +166,5 @@ def celery_messages(app: Any) -> list[CheckMessage]:
 
 @register(TAG)
 def check_celery_app(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    return celery_messages(current_app._get_current_object())
+    # current_app is a Proxy at runtime; celery-types types it as the app itself.
+    return celery_messages(current_app._get_current_object())  # type: ignore[attr-defined]

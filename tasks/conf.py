@@ -238,7 +238,8 @@ class LayerSettings:
     def from_django(cls) -> LayerSettings:
         """The `TASKS_*` settings Django has; the others keep their defaults."""
         unset = object()
-        given = {}
+        # Any: the settings are the user's; __post_init__ checks each one.
+        given: dict[str, Any] = {}
         for f in fields(cls):
             value = getattr(settings, setting_name(f.name), unset)
             if value is not unset:

@@ -74,11 +74,11 @@ class TrackedTask(Task):
     #: TASKS_DEAD_LETTER setting (on by default).
     dead_letter: bool | None = None
 
-    def retry(  # type: ignore[override]
+    def retry(
         self,
         args: Any = None,
         kwargs: Any = None,
-        exc: BaseException | None = None,
+        exc: Exception | None = None,
         throw: bool = True,
         eta: Any = None,
         countdown: float | None = None,
@@ -90,7 +90,7 @@ class TrackedTask(Task):
             countdown = self.retry_policy.delay(self.request.retries or 0)
         return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
 
-    def apply_async(  # type: ignore[override]
+    def apply_async(
         self,
         args: Any = None,
         kwargs: Any = None,
@@ -417,11 +417,13 @@ class TrackedTask(Task):
     def _queue_name(self, args: Any, kwargs: Any, options: dict[str, Any]) -> str:
         """The queue the message goes to: the call's option, the task's, or its route."""
         queue = options.get("queue") or getattr(self, "queue", None)
-        if queue is None and not self.app.amqp.router.routes:
+        # The ignore[attr-defined, arg-type] below: Router has `routes` and route() takes
+        # the task itself; celery-types' stub has neither.
+        if queue is None and not self.app.amqp.router.routes:  # type: ignore[attr-defined]
             # What Router.route answers without task_routes, minus its dict copies.
             return str(self.app.conf.task_default_queue)
         if queue is None:
-            routed = self.app.amqp.router.route(dict(options), self.name, args, kwargs, self)
+            routed = self.app.amqp.router.route(dict(options), self.name, args, kwargs, self)  # type: ignore[arg-type]
             queue = routed.get("queue")
         name = getattr(queue, "name", queue)
         return str(name or self.app.conf.task_default_queue)

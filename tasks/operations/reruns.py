@@ -49,7 +49,9 @@ def rerun(job: Job) -> str:
         # rerun belongs to the original request's correlation scope.
         scope = correlation.bound(correlation_id) if correlation_id else nullcontext()
         with scope:
-            new_id = task.apply_async(args, kwargs, **options).id
+            # Celery takes any sequence of args (these are the stored JSON list); the stub
+            # says tuple.
+            new_id = task.apply_async(args, kwargs, **options).id  # type: ignore[arg-type]
     else:
         # Not registered in this process (only a remote worker has it): send by name
         # once committed; the row is written now so the link exists before it runs.

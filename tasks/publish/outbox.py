@@ -51,7 +51,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from celery import current_app
@@ -105,7 +105,7 @@ def eta_of(options: Mapping[str, Any], now: datetime) -> datetime | None:
         if isinstance(eta, str):
             eta = parse_datetime(eta)
         if isinstance(eta, datetime):
-            return eta if timezone.is_aware(eta) else timezone.make_aware(eta, timezone.utc)
+            return eta if timezone.is_aware(eta) else timezone.make_aware(eta, UTC)
         return None
     countdown = options.get("countdown")
     if countdown:
@@ -568,7 +568,7 @@ def outside_transaction(fn: Callable[[], T]) -> T:
     thread.join()
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["value"]  # type: ignore[no-any-return]
+    return outcome["value"]
 
 
 # --- Wiring ----------------------------------------------------------------------------------

@@ -122,5 +122,6 @@ def _defaults() -> dict[str, Any]:
     return {
         field.column: field.get_default()
         for field in Job._meta.concrete_fields
-        if not field.null and field.has_default()
+        # column is never None on a concrete field; the check narrows the stubs' str | None.
+        if not field.null and field.has_default() and field.column is not None
     }

@@ -25,6 +25,7 @@ import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis
 
@@ -139,7 +140,8 @@ class Recorder:
         streams = streams or self.streams
         if count is None:
             count = max(1, BATCH // len(streams))
-        response = self.client.xreadgroup(
+        # redis-py types replies loosely; XREADGROUP's is [(stream, [(id, fields)])].
+        response: Any = self.client.xreadgroup(
             GROUP,
             self.consumer,
             {stream: ">" for stream in streams},

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection
-from django.db.models import Model
+from django.db.models import Field, ForeignObjectRel, Model
 
 # Rows per statement on SQLite: a full chunk, then the rest in powers of two. The
 # sqlite3 module keeps its last 128 statements prepared, and a multi-row upsert's
@@ -155,7 +155,7 @@ class UpsertPlan:
         fields = [meta.get_field(name) for name in names]
         quote = connection.ops.quote_name
         table = quote(meta.db_table)
-        columns = ", ".join(quote(field.column) for field in fields)
+        columns = ", ".join(quote(_column(field)) for field in fields)
         placeholders = "(" + ", ".join(self._placeholder(field) for field in fields) + ")"
         converters = [(field.name, value_converter(field)) for field in fields]
         wins = self.wins.format(old=table, new="excluded")
@@ -164,7 +164,7 @@ class UpsertPlan:
             if field.name == self.key or field.name in defaults:
                 continue
             merge = self.merges.get(field.name, Merge.WINNER)
-            column = quote(field.column)
+            column = quote(_column(field))
             old, new = f"{table}.{column}", f"excluded.{column}"
             if merge is Merge.INSERT_ONLY:
                 continue
@@ -179,7 +179,7 @@ class UpsertPlan:
                 value = f"CASE WHEN {wins} THEN {new} ELSE {old} END"
             assignments.append(f"{column} = {value}")
         # Identifiers come from model metadata; every value is a bound parameter.
-        key = quote(meta.get_field(self.key).column)
+        key = quote(_column(meta.get_field(self.key)))
         action = "DO UPDATE SET " + ", ".join(assignments) if assignments else "DO NOTHING"
         return _Parts(
             head=f"INSERT INTO {table} ({columns}) VALUES ",  # noqa: S608
@@ -190,7 +190,7 @@ class UpsertPlan:
             table=table,
             columns=columns,
             datetimes=tuple(f.name for f in fields if f.get_internal_type() == "DateTimeField"),
-            renamed=tuple((f.name, f.column) for f in fields if f.name != f.column),
+            renamed=tuple((f.name, _column(f)) for f in fields if f.name != _column(f)),
         )
 
     @staticmethod
@@ -198,6 +198,13 @@ class UpsertPlan:
         if connection.vendor == "postgresql" and field.get_internal_type() == "JSONField":
             return "%s::jsonb"
         return "%s"
+
+
+def _column(field: Field[Any, Any] | ForeignObjectRel) -> str:
+    """The column a field is stored in: an upsert names only the model's concrete fields."""
+    if isinstance(field, ForeignObjectRel) or field.column is None:
+        raise TypeError(f"{field.name!r} has no column of its own")
+    return field.column
 
 
 def statement_chunks(rows: list[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:

@@ -156,7 +156,8 @@ def discard_revoked_scheduled(consumer: Any) -> int:
     from celery.worker import state
 
     discarded = 0
-    for request in list(state.scheduled_requests):
+    # celery-types' stub of celery.worker.state leaves scheduled_requests out.
+    for request in list(state.scheduled_requests):  # type: ignore[attr-defined]
         entry = getattr(request, "_eta_timer_entry", None)
         if request.id not in state.revoked or entry is None or entry.canceled:
             continue

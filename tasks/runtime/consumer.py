@@ -40,7 +40,8 @@ def record_malformed(message: Any, problem: str, hostname: str) -> None:
     task_id = headers.get("id") if isinstance(headers, dict) else None
     if not isinstance(task_id, str) or not task_id:
         return  # nothing to attach it to; Celery has logged it
-    name = headers.get("task") if isinstance(headers.get("task"), str) else ""
+    task_name = headers.get("task")
+    name = task_name if isinstance(task_name, str) else ""
     try:
         record(translate.malformed(task_id, name, problem, hostname))
     except Exception:

@@ -53,10 +53,11 @@ def park(
     """
     app = current_app
     headers = dict(message.get("headers") or {})
+    # The ignore[arg-type] below: Celery takes any sequence of args; the stub says tuple.
     task_message = app.amqp.as_task_v2(
         task_id,
         name,
-        args,
+        args,  # type: ignore[arg-type]
         kwargs,
         retries=message.get("retries") or 0,
         root_id=headers.pop("root_id", None),
@@ -91,7 +92,9 @@ def peek(limit: int = 1000) -> list[str]:
     with current_app.connection_for_write() as connection:
         if is_amqp(connection.as_uri()):
             return _peek_amqp(connection, limit)
-        client = connection.default_channel.client
+        # kombu's Redis channel (StdChannel, in the stubs, has no client).
+        channel: Any = connection.default_channel
+        client = channel.client
         ids = []
         for raw in reversed(client.lrange(QUEUE, -limit, -1)):
             try:
@@ -104,7 +107,7 @@ def peek(limit: int = 1000) -> list[str]:
 def _peek_amqp(connection: Any, limit: int) -> list[str]:
     # Read without acknowledging; closing the channel gives every message back.
     channel = connection.channel()
-    ids: list[str] = []
+    ids: list[str | None] = []
     try:
         queue = dead_letter_queue()(channel)
         queue.declare()

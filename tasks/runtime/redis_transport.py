@@ -22,6 +22,8 @@ command), so one shared client behaves exactly like a new one.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from queue import Empty
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
@@ -38,15 +40,22 @@ _ENVELOPE_KEYS = ("body", "properties")
 class Channel(kombu_redis.Channel):
     _sync_client: Any = None
     _sync_client_pool: Any = None
+    # kombu's Redis Channel has these; celery-types' stub of it leaves them out.
+    connection_errors: tuple[type[BaseException], ...]
+    _queue_cycle: Any
+    _flush_brpop_reauth: Callable[[], None]
+    _q_for_pri: Callable[[str, int], str]
+    _maybe_update_queues_expire: Callable[[Any, str], None]
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         """kombu's client, built once per connection pool for synchronous use."""
+        # The ignore[misc] below: kombu's Channel has _create_client; the stub has not.
         if asynchronous:
-            return super()._create_client(asynchronous=True)
+            return super()._create_client(asynchronous=True)  # type: ignore[misc]
         pool = self.pool
         if self._sync_client is None or self._sync_client_pool is not pool:
             # A reconnect replaces the pool (kombu's _disconnect_pools): rebuild then.
-            self._sync_client = super()._create_client(asynchronous=False)
+            self._sync_client = super()._create_client(asynchronous=False)  # type: ignore[misc]
             self._sync_client_pool = pool
         return self._sync_client
 
@@ -58,7 +67,7 @@ class Channel(kombu_redis.Channel):
                 self.client.connection.disconnect()
                 raise
             if not dest__item:
-                raise kombu_redis.Empty()
+                raise Empty()
             dest, item = dest__item
             dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
@@ -70,7 +79,8 @@ class Channel(kombu_redis.Channel):
             self._in_poll = None
             self._flush_brpop_reauth()
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
+        # `timeout`: the stubbed base's signature; kombu's own Redis _get is never given one.
         with self.conn_or_acquire() as client:
             for pri in self.priority_steps:
                 item = client.rpop(self._q_for_pri(queue, pri))
@@ -80,7 +90,7 @@ class Channel(kombu_redis.Channel):
                     if envelope is not None:
                         return envelope
             self._maybe_update_queues_expire(client, queue)
-            raise kombu_redis.Empty()
+            raise Empty()
 
     def _envelope_or_park(self, item: bytes, queue: str) -> dict[str, Any] | None:
         text = bytes_to_str(item)

@@ -20,7 +20,7 @@ VENV_DJANGO6 := .venv-django6
 PY_DJANGO6 := $(VENV_DJANGO6)/bin/python
 DJANGO6_STAMP := $(VENV_DJANGO6)/.dev-installed
 
-.PHONY: install run test typecheck test-django6 python-django6 lint format bench bench-scale clean
+.PHONY: install run test test-unit typecheck test-django6 python-django6 lint format bench bench-scale clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,10 @@ test: $(DEV_STAMP)
 
 typecheck: $(DEV_STAMP)
 	$(TYPECHECK)
+
+# The pure tests alone (tests/unit/): no Redis, database or worker; a few seconds.
+test-unit: $(DEV_STAMP)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 # requirements-dev.txt with Django's pin replaced by requirements-django6.txt's: pip
 # has no override, and a constraint cannot loosen an exact pin.

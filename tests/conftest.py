@@ -30,6 +30,7 @@ from tests.support.worker import PROJECT_ROOT, WorkerProcess
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 OUTPUT_DIR = Path(os.environ.get("TEST_OUTPUT_DIR", PROJECT_ROOT / "test-output"))
+UNIT_DIR = Path(__file__).resolve().parent / "unit"
 
 
 @pytest.fixture(scope="session")
@@ -44,7 +45,7 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="session")
 def celery_app(redis_server: RedisServer) -> Celery:
     """The project's app, pointed at the private Redis before anything publishes."""
     from project.celery import app
@@ -141,12 +142,26 @@ def live_worker(
     return worker
 
 
+def is_unit_test(item: pytest.Item) -> bool:
+    """Tests under tests/unit/ need no Redis, database or worker: nothing is started."""
+    return UNIT_DIR in Path(str(item.path)).parents
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if is_unit_test(item):
+            item.add_marker(pytest.mark.unit)
+
+
 @pytest.fixture(autouse=True)
-def _publish_to_the_tests_broker(
-    request: pytest.FixtureRequest, redis_server: RedisServer, celery_app: Celery
-) -> None:
-    """A test without the session worker publishes to the private Redis, whatever broker
-    the session worker of the current parameter uses."""
+def _publish_to_the_tests_broker(request: pytest.FixtureRequest) -> None:
+    """An integration test without the session worker publishes to the private Redis,
+    whatever broker the session worker of the current parameter uses. A unit test
+    starts nothing (and fails if it publishes: the app has no broker then)."""
+    if is_unit_test(request.node):
+        return
+    redis_server: RedisServer = request.getfixturevalue("redis_server")
+    celery_app: Celery = request.getfixturevalue("celery_app")
     if "worker" not in request.fixturenames:
         point_app_at(celery_app, Broker("redis", redis_server.url, REDIS_TRANSPORT))
 

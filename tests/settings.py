@@ -27,3 +27,6 @@ STORAGES = {
 # a test's own window touch the database, which a background flusher would miss. The
 # worker subprocesses run project.settings: stream, recorder and batches, as in production.
 TASKS_RECORD_SYNCHRONOUSLY = True
+# Nothing listens here: a test that publishes without the private Redis of the
+# integration fixtures (tests/conftest.py) fails instead of reaching a shared Redis.
+CELERY_BROKER_URL = "redis://127.0.0.1:9/0"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from celery import Celery
 from celery.result import AsyncResult
+from django.test import Client
 
 from demo.tasks import add
 from plaincelery.tasks import parse_amount, word_count
@@ -82,32 +83,39 @@ def test_unknown_task_name_ends_as_failure_and_the_worker_keeps_running(
     assert add.delay(1, 1).get(timeout=30) == 2
 
 
-def test_send_task_from_a_process_without_django_is_tracked(
-    live_worker: WorkerProcess, celery_app: Celery, tmp_path: Path
-) -> None:
+def send_without_django(broker_url: str, send: str, cwd: Path) -> str:
+    """Run `send` (an expression on `app`, a bare `Celery(broker=...)`) in a process that
+    cannot import Django, as another service would; the id of the task it sent."""
     script = textwrap.dedent(
         f"""
         import sys
         sys.modules["django"] = None  # this producer cannot import Django at all
         from celery import Celery
-        app = Celery(broker={celery_app.conf.broker_url!r})
-        app.conf.task_serializer = "json"
-        result = app.send_task("tasks.demo.add", args=(40, 2), queue="default")
-        print(result.id)
+        app = Celery(broker={broker_url!r})
+        print(({send}).id)
         """
     )
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": ""}
     completed = subprocess.run(
         [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=env,
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ""},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     assert completed.returncode == 0, completed.stderr
-    task_id = completed.stdout.strip()
+    return completed.stdout.strip()
+
+
+def test_send_task_from_a_process_without_django_is_tracked(
+    live_worker: WorkerProcess, celery_app: Celery, tmp_path: Path
+) -> None:
+    task_id = send_without_django(
+        celery_app.conf.broker_url,
+        'app.send_task("tasks.demo.add", args=(40, 2), queue="default")',
+        tmp_path,
+    )
     job = wait_for_job(task_id)
     assert job.status == JobStatus.SUCCESS
     assert (job.name, job.args, job.result, job.queue) == ("tasks.demo.add", [40, 2], 42, "default")
@@ -116,3 +124,18 @@ def test_send_task_from_a_process_without_django_is_tracked(
     assert job.sent_at is None
     assert job.correlation_id == task_id
     assert Job.objects.filter(task_id=task_id).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_django_free_producer_using_celerys_defaults_is_served(
+    live_worker: WorkerProcess, celery_app: Celery, tmp_path: Path, admin_client: Client
+) -> None:
+    """Another service's `send_task` with no queue and no configuration: queue `celery`."""
+    task_id = send_without_django(
+        celery_app.conf.broker_url, 'app.send_task("tasks.demo.add", (40, 2))', tmp_path
+    )
+    job = wait_for_job(task_id)
+    assert (job.status, job.result, job.queue) == (JobStatus.SUCCESS, 42, "celery")
+    listed = admin_client.get("/admin/tasklayer/job/", {"q": task_id})
+    assert listed.status_code == 200
+    assert task_id in listed.content.decode()

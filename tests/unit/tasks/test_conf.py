@@ -18,7 +18,7 @@ from django.test import override_settings
 from tasks.conf import LayerSettings, layer_settings, setting_name
 from tasks.publish import backpressure, outbox, relay
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
+DOCS = Path(__file__).resolve().parents[3] / "docs" / "settings.md"
 FIELDS = [f.name for f in dataclasses.fields(LayerSettings)]
 
 

@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 from typing import Any
-
-import pytest
-from celery import Celery
-from django.test import Client
 
 from tasks import celery_defaults
 from tasks.celery_app import TaskLayerCelery
-from tasks.models import JobStatus
-from tests.support.jobs import wait_for_job
-from tests.support.worker import WorkerProcess
 
 
 def configured(**user_settings: Any) -> Any:
@@ -68,38 +57,6 @@ def test_beat_gets_the_layers_housekeeping_beside_the_users_entries_once() -> No
     conf = configured(beat_schedule=own)
     assert conf.beat_schedule["prune"]["schedule"] == 60
     assert sum(e["task"] == "tasks.retention.prune_jobs" for e in conf.beat_schedule.values()) == 1
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_django_free_producer_using_celerys_defaults_is_served(
-    live_worker: WorkerProcess, celery_app: Celery, tmp_path: Path, admin_client: Client
-) -> None:
-    """Another service's `send_task` with no queue and no configuration: queue `celery`."""
-    script = textwrap.dedent(
-        f"""
-        import sys
-        sys.modules["django"] = None  # this producer cannot import Django at all
-        from celery import Celery
-        app = Celery(broker={celery_app.conf.broker_url!r})
-        print(app.send_task("tasks.demo.add", (40, 2)).id)
-        """
-    )
-    completed = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ""},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    task_id = completed.stdout.strip()
-    job = wait_for_job(task_id)
-    assert (job.status, job.result, job.queue) == (JobStatus.SUCCESS, 42, "celery")
-    listed = admin_client.get("/admin/tasklayer/job/", {"q": task_id})
-    assert listed.status_code == 200
-    assert task_id in listed.content.decode()
 
 
 def test_failed_messages_are_left_to_rabbitmqs_dead_letter_policy_only_when_it_is_there(

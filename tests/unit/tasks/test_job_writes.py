@@ -15,7 +15,7 @@ import pytest
 from tasks.exceptions import JobWriteRefused
 from tasks.models import Job
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 #: The files allowed to write job rows other than through JobQuerySet's named methods.
 WRITERS = {
     "tasks/models.py",

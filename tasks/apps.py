@@ -1,5 +1,6 @@
 """App config: connects the Celery signal receivers once Django is ready."""
 
+from celery import current_app
 from django.apps import AppConfig
 
 
@@ -11,10 +12,9 @@ class TasksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from celery import current_app
-
-        # Imported for what importing does: checks registers `manage.py check`'s,
-        # retention and reconciler register their beat tasks.
+        # Here, not at the top: these modules import models, which exist only once the
+        # app registry is ready. Some are imported for what importing does: checks
+        # registers `manage.py check`'s, retention and reconciler their beat tasks.
         from tasks import (
             checks,  # noqa: F401
             receivers,

@@ -31,6 +31,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from django.core.signals import setting_changed
 from kombu.exceptions import ChannelError
 
 from tasks import conf
@@ -98,6 +99,8 @@ def depth(app: Any, queue: str) -> int:
 
 def waiting_for_relay(queue: str, up_to: int) -> int:
     """Jobs of `queue` committed but not published yet (at most `up_to` counted)."""
+    # Not at the top: the task class imports this module, and Celery may build it
+    # before Django's app registry (models) is ready.
     from tasks.models import Job
 
     return Job.objects.filter(publish_due_at__isnull=False, queue=queue)[:up_to].count()
@@ -129,6 +132,4 @@ def reset(setting: str = "", **_: Any) -> None:
 
 
 def connect() -> None:
-    from django.core.signals import setting_changed
-
     setting_changed.connect(reset, weak=False, dispatch_uid="tasks.publish.backpressure.settings")

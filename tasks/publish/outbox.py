@@ -57,7 +57,7 @@ from typing import Any, TypeVar
 from celery import current_app
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from kombu import Exchange, Queue
@@ -405,7 +405,6 @@ def _compare_and_set(task_id: str, expected: datetime | None, claim: datetime) -
 
 def _release(task_id: str, claim: datetime, exc: BaseException, retry_at: datetime | None) -> None:
     """Give the lease back after a failed publish (only if it is still ours)."""
-    from django.db.models import F
 
     changes: dict[str, Any] = {
         "claimed_at": None,

@@ -25,6 +25,11 @@ from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
+
+from tasks.models import Job
+from tasks.record.service import job_row, write_in_transaction
+from tasks.record.upsert import value_converter
 
 if TYPE_CHECKING:
     from tasks.record.events import JobEvent
@@ -32,15 +37,8 @@ if TYPE_CHECKING:
 
 def write(connection: Any, jobs: Sequence[JobEvent]) -> None:
     """Insert the jobs' PENDING rows, due for the relay (in the open transaction)."""
-    from django.utils import timezone
-
-    from tasks.models import Job
-    from tasks.record.service import job_row
-
     now = timezone.now()
     if connection.vendor not in ("postgresql", "sqlite"):
-        from tasks.record.service import write_in_transaction
-
         write_in_transaction(jobs)
         Job.objects.filter(task_id__in=[event.task_id for event in jobs]).due_now(now)
         return
@@ -51,7 +49,7 @@ def write(connection: Any, jobs: Sequence[JobEvent]) -> None:
     if connection.vendor == "sqlite":
         connection.connection.executemany(insert.sql, [insert.values(row) for row in rows])
         return
-    import psycopg
+    import psycopg  # installed only where PostgreSQL is used
 
     # A server-side-binding cursor (Django's own quotes parameters into the SQL text),
     # wrapped by Django's for its error translation.
@@ -88,11 +86,9 @@ class _Insert:
 
 def _converter(field: Any, vendor: str) -> Callable[[Any], Any] | None:
     if vendor == "sqlite":
-        from tasks.record.upsert import value_converter
-
         return value_converter(field)
     if field.get_internal_type() == "JSONField":
-        from psycopg.types.json import Jsonb
+        from psycopg.types.json import Jsonb  # installed only where PostgreSQL is used
 
         return partial(Jsonb, dumps=_json)
     return None
@@ -117,8 +113,6 @@ class _Encoder(DjangoJSONEncoder):
 @cache
 def _defaults() -> dict[str, Any]:
     """Every NOT NULL column's default, which a row written by SQL must carry itself."""
-    from tasks.models import Job
-
     return {
         field.column: field.get_default()
         for field in Job._meta.concrete_fields

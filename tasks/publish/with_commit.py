@@ -66,6 +66,8 @@ def defer(connection: Any, hook: DeferredEnqueue) -> None:
 
 def write_pending(connection: Any) -> None:
     """Write the rows of every registered hook not written yet (in the transaction)."""
+    # Not at the top: the database backends import this module when Django opens its
+    # first connection, which can be before the app registry (models) is ready.
     from tasks.publish import pending_rows
 
     if not connection.unwritten_enqueues:

@@ -28,8 +28,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
+from django.db import DatabaseError, close_old_connections, connection
 
 from tasks.backoff import RetryPolicy
+from tasks.record import service, sinks, storable
 
 logger = logging.getLogger("tasks.record.recorder")
 
@@ -58,8 +60,6 @@ class Recorder:
     def __init__(
         self, url: str, consumer: str | None = None, streams: Sequence[str] | None = None
     ) -> None:
-        from tasks.record import sinks
-
         self.streams = tuple(streams or sinks.STREAMS)
         self.client = redis.Redis.from_url(url)
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
@@ -107,8 +107,6 @@ class Recorder:
             return 0
         if block:
             entries += self._gather_more(BATCH - len(entries), BATCH_BYTES - _size(entries))
-        from tasks.record import service, sinks
-
         ids: dict[bytes, list[bytes]] = defaultdict(list)
         jobs, results = [], []
         for stream, entry_id, fields in entries:
@@ -228,10 +226,6 @@ class Recorder:
 
     @staticmethod
     def _write_until_done(write: Callable[..., None], jobs: list, results: list) -> None:
-        from django.db import DatabaseError, close_old_connections, connection
-
-        from tasks.record import storable
-
         failures = 0
         while True:
             try:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from django.db import DataError, IntegrityError, connection
+
 from tasks.record.events import JobEvent, ResultEvent
 
 logger = logging.getLogger(__name__)
@@ -60,8 +62,6 @@ def write_apart(writer: Callable[..., None], jobs: list, results: list) -> None:
     A connection error on the way stops here: the entries stay unacknowledged and the
     next step writes them again (writes are idempotent).
     """
-    from django.db import DataError, IntegrityError
-
     pieces = [([job], []) for job in jobs] + [([], [result]) for result in results]
     for piece_jobs, piece_results in pieces:
         try:
@@ -91,8 +91,6 @@ def write_or_apart(writer: Callable[..., None], jobs: list, results: list) -> No
 
     Outside a transaction only (a refused statement breaks the caller's transaction).
     """
-    from django.db import DataError, IntegrityError, connection
-
     try:
         writer(jobs, results)
     except (DataError, IntegrityError) as exc:

@@ -33,6 +33,7 @@ from typing import Any, NoReturn
 
 from celery import bootsteps
 from celery.exceptions import Ignore
+from celery.worker import state
 from django.db import DatabaseError, close_old_connections, connection
 
 from tasks.conf import layer_settings
@@ -140,8 +141,6 @@ def revoke_locally(task_ids: Sequence[str]) -> None:
     Re-adding an id refreshes its time stamp, so a long-delayed cancelled job is not
     forgotten when the set expires old entries.
     """
-    from celery.worker import state
-
     if task_ids:
         state.revoked.update(task_ids)
 
@@ -153,8 +152,6 @@ def discard_revoked_scheduled(consumer: Any) -> int:
     what its timer would do then: `Request.revoked()` acknowledges the message, stores
     REVOKED and sends `task_revoked`; the prefetch slot the ETA held is given back.
     """
-    from celery.worker import state
-
     discarded = 0
     # celery-types' stub of celery.worker.state leaves scheduled_requests out.
     for request in list(state.scheduled_requests):  # type: ignore[attr-defined]

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from celery import bootsteps, signals
+from django.db import connection
 
 from tasks.record import sinks
 from tasks.record.waiting_jobs import WaitingJobsReporter
@@ -115,8 +116,6 @@ def install_child_sink(**_: Any) -> None:
 
 
 def _sqlite() -> bool:
-    from django.db import connection
-
     return connection.vendor == "sqlite"
 
 

@@ -36,7 +36,7 @@ from kombu.serialization import dumps
 from tasks import backoff, correlation
 from tasks.backoff import RetryPolicy
 from tasks.exceptions import BrokerUnavailable, UnserializableArguments
-from tasks.publish import backpressure, outbox, uniqueness, with_commit
+from tasks.publish import backpressure, holds, messages, outbox, uniqueness, with_commit
 from tasks.record import translate
 from tasks.record.service import record_now, write_in_transaction
 from tasks.runtime import cancellation, progress
@@ -124,7 +124,7 @@ class TrackedTask(Task):
         due_at = None
         if options.get("countdown") or options.get("eta"):
             options = _with_absolute_eta(options)
-            due_at = outbox.hold_until(options.get("eta"), timezone.now())
+            due_at = holds.hold_until(options.get("eta"), timezone.now())
         if not deferred and due_at is None and self.unique_key is None:
             # Celery's own publish; the only additions are dict lookups (and the
             # queue limit when one is configured).
@@ -212,7 +212,7 @@ class TrackedTask(Task):
             raise
         except EncodeError as exc:
             raise self._unserialisable(exc, options.get("serializer")) from exc
-        except outbox.CONNECTION_ERRORS as exc:
+        except messages.CONNECTION_ERRORS as exc:
             raise BrokerUnavailable(
                 f"Could not publish task {self.name!r}: the broker did not answer ({exc}). "
                 "The job was not sent and nothing was recorded. Check that the broker "
@@ -252,7 +252,7 @@ class TrackedTask(Task):
         entry.options["queue"] = queue
         state: dict[str, Any] = {}
         if due_at is not None:
-            entry.due_at, state["eta"] = due_at, outbox.eta_of(options, timezone.now())
+            entry.due_at, state["eta"] = due_at, holds.eta_of(options, timezone.now())
         else:
             entry.claimed_at = timezone.now()  # by this call's own publish
         if key is not None:
@@ -336,7 +336,7 @@ class TrackedTask(Task):
         now = timezone.now()
         options = _with_absolute_eta(options)
         eta = options.get("eta")
-        due_at = outbox.hold_until(eta, now)
+        due_at = holds.hold_until(eta, now)
         error: BaseException | None = None
         if due_at is None:
             try:
@@ -381,11 +381,11 @@ class TrackedTask(Task):
         link_error: Any,
         shadow: str | None,
         options: dict[str, Any],
-    ) -> outbox.Entry:
+    ) -> messages.Entry:
         """Everything a later publish needs, as JSON, with times made absolute."""
         now = timezone.now()
         stored = {name: value for name, value in options.items() if name != "countdown"}
-        eta = outbox.eta_of(options, now)
+        eta = holds.eta_of(options, now)
         if eta is not None:
             stored["eta"] = eta
         expires = options.get("expires")
@@ -406,13 +406,13 @@ class TrackedTask(Task):
             stored.setdefault("parent_id", parent.request.id)
             stored.setdefault("root_id", parent.request.root_id or parent.request.id)
         try:
-            encoded = outbox.encode_options(stored)
+            encoded = messages.encode_options(stored)
         except TypeError as exc:
             raise TypeError(
                 f"An apply_async option of task {self.name!r} cannot be stored as JSON "
                 f"({exc}); pass queue and exchange names, numbers and datetimes."
             ) from exc
-        return outbox.Entry(task_id, self.name, list(args or ()), dict(kwargs or {}), encoded)
+        return messages.Entry(task_id, self.name, list(args or ()), dict(kwargs or {}), encoded)
 
     def _queue_name(self, args: Any, kwargs: Any, options: dict[str, Any]) -> str:
         """The queue the message goes to: the call's option, the task's, or its route."""
@@ -441,7 +441,7 @@ class TrackedTask(Task):
 def _with_absolute_eta(options: dict[str, Any]) -> dict[str, Any]:
     """`countdown` turned into `eta` once, so the row, the outbox and the message agree
     (and a message published later keeps the time it was asked for)."""
-    eta = outbox.eta_of(options, timezone.now())
+    eta = holds.eta_of(options, timezone.now())
     if eta is None:
         return options
     return {**{k: v for k, v in options.items() if k != "countdown"}, "eta": eta}

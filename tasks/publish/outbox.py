@@ -12,16 +12,14 @@ outbox message, published by a worker's relay (tasks.publish.relay).
   job stays PENDING. Nothing is lost between commit and broker, and a process that dies
   right after commit loses nothing.
 - Jobs whose ETA is further away than TASKS_HOLD_AFTER (a long countdown, a retry with
-  a long backoff). On Redis a message waiting for its ETA sits on a worker as
-  "unacked", and kombu gives it to another worker every visibility timeout, so it
-  would run several times (celery #2599, #3270, #4766). Held here, it is published
-  TASKS_HOLD_LEAD seconds before its ETA and keeps the original ETA.
+  a long backoff): tasks.publish.holds says when and why.
 - A retry whose re-publish failed (broker down in the middle of a task). Celery would
   raise `Reject(requeue=False)` and the job would be gone.
 
-`publish_due()` publishes what is due. It runs from beat every 10 s (the
-`tasks.outbox.publish_due` task; one indexed query when there is nothing to do) and
-once when a worker starts, so a broker outage heals as soon as a worker is back.
+`publish_due()` publishes what is due. It runs from beat every 10 s and once when a
+worker starts (tasks.publish.reconciler; one indexed query when there is nothing to
+do), so a broker outage heals as soon as a worker is back. Messages themselves, and
+publishing one, are tasks.publish.messages, shared with the relay.
 
 Claims are leases on `claimed_at`, taken with a conditional UPDATE (compare and set:
 `WHERE pk = ... AND claimed_at IS NOT DISTINCT FROM <what I read>`), so of several
@@ -46,27 +44,21 @@ import atexit
 import json
 import logging
 import os
-import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from celery import current_app
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
-from kombu import Exchange, Queue
-from kombu.exceptions import OperationalError
 
-from tasks import conf
 from tasks.backoff import Backoff, RetryPolicy
-from tasks.conf import layer_settings
 from tasks.models import JobStatus, OutboxMessage
+from tasks.publish.config import settings_now
+from tasks.publish.messages import CONNECTION_ERRORS, Entry, send
 from tasks.record.events import JobEvent
 
 logger = logging.getLogger(__name__)
@@ -74,53 +66,7 @@ logger = logging.getLogger(__name__)
 BATCH = 200  # messages claimed per query by the reconciler
 MAX_BACKOFF = 3600  # seconds; a message that cannot be published at all waits this long
 
-try:  # the transport's own errors, when it raises them unwrapped
-    from redis.exceptions import ConnectionError as _RedisConnectionError
-    from redis.exceptions import TimeoutError as _RedisTimeoutError
-
-    _REDIS_ERRORS: tuple[type[BaseException], ...] = (_RedisConnectionError, _RedisTimeoutError)
-except ImportError:  # pragma: no cover
-    _REDIS_ERRORS = ()
-
-#: What a publish raises when the broker is unreachable (kombu wraps most of them in
-#: OperationalError; a few paths let the transport's or the socket's through).
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
-    OperationalError,
-    ConnectionError,
-    TimeoutError,
-    socket.timeout,
-    *_REDIS_ERRORS,
-)
-
 T = TypeVar("T")
-
-
-# --- Policy (pure) ---------------------------------------------------------------------
-
-
-def eta_of(options: Mapping[str, Any], now: datetime) -> datetime | None:
-    """The absolute ETA that `countdown` or `eta` in apply_async options stand for."""
-    eta = options.get("eta")
-    if eta is not None:
-        if isinstance(eta, str):
-            eta = parse_datetime(eta)
-        if isinstance(eta, datetime):
-            return eta if timezone.is_aware(eta) else timezone.make_aware(eta, UTC)
-        return None
-    countdown = options.get("countdown")
-    if countdown:
-        return now + timedelta(seconds=float(countdown))
-    return None
-
-
-def hold_until(eta: datetime | None, now: datetime) -> datetime | None:
-    """When to publish a job with this ETA, or None to publish it now."""
-    if eta is None:
-        return None
-    config = settings_now()
-    if (eta - now).total_seconds() <= config.hold_after:
-        return None
-    return eta - timedelta(seconds=config.hold_lead)
 
 
 #: A message that failed for a reason other than the broker (a bad option, a missing
@@ -131,129 +77,6 @@ FAILED_PUBLISH_BACKOFF = RetryPolicy(Backoff.EXPONENTIAL, base=2.0, cap=MAX_BACK
 def backoff(attempts: int) -> float:
     """Seconds before publishing again after `attempts` failed publishes."""
     return FAILED_PUBLISH_BACKOFF.ceiling(attempts - 1)
-
-
-@dataclass(frozen=True, slots=True)
-class Config:
-    """The publishing settings (tasks.conf), kept per process in the shape the commit
-    hook uses on every enqueue; reset when tests override them."""
-
-    hold_after: float
-    hold_lead: float
-    lease: float
-    retry_policy: Mapping[str, Any]
-
-
-_config: Config | None = None
-
-
-def settings_now() -> Config:
-    global _config
-    if _config is None:
-        layer = layer_settings()
-        _config = Config(
-            hold_after=layer.hold_after,
-            hold_lead=layer.hold_lead,
-            lease=layer.outbox_lease,
-            retry_policy=dict(layer.publish_retry_policy),
-        )
-    return _config
-
-
-def _reset_config(setting: str = "", **_: Any) -> None:
-    global _config
-    if not setting or setting.startswith(conf.PREFIX):
-        _config = None
-
-
-# --- Messages ----------------------------------------------------------------------------
-
-
-class _OptionsEncoder(DjangoJSONEncoder):
-    """apply_async options as JSON: datetimes as ISO 8601, queues and exchanges by name,
-    signatures (dicts already) as they are."""
-
-    def default(self, o: Any) -> Any:
-        if isinstance(o, (Queue, Exchange)):
-            return o.name
-        return super().default(o)
-
-
-def encode_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Options as they will be stored, so the hook publishes exactly what a reconciler
-    would. Raises TypeError for an option that JSON cannot hold."""
-    decoded: dict[str, Any] = json.loads(json.dumps(dict(options), cls=_OptionsEncoder))
-    return decoded
-
-
-def decode_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    decoded = dict(options)
-    for name in ("eta", "expires"):
-        value = decoded.get(name)
-        if isinstance(value, str):
-            decoded[name] = parse_datetime(value) or value
-    return decoded
-
-
-@dataclass(slots=True)
-class Entry:
-    """One message to publish: what an OutboxMessage row holds, in memory."""
-
-    task_id: str
-    name: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    options: dict[str, Any]
-    claimed_at: datetime | None = None
-    due_at: datetime = field(default_factory=timezone.now)
-
-    @classmethod
-    def from_row(cls, row: OutboxMessage) -> Entry:
-        return cls(
-            row.task_id, row.name, row.args, row.kwargs, row.options, row.claimed_at, row.due_at
-        )
-
-    def as_row(self, created_at: datetime) -> dict[str, Any]:
-        """The row's columns (not attempts and last_error)."""
-        return {
-            "task_id": self.task_id,
-            "name": self.name,
-            "args": self.args,
-            "kwargs": self.kwargs,
-            "options": self.options,
-            "due_at": self.due_at,
-            "claimed_at": self.claimed_at,
-            "created_at": created_at,
-        }
-
-    def insert(self, error: str = "") -> None:
-        """Write the row (in the current transaction, if any).
-
-        A retry reuses its job's task id, and the row of the job's first publish may
-        still wait for its batched delete (`_Deletions`): the retry's row replaces it,
-        with a claim of its own, so that delete no longer matches it.
-        """
-        row = self.as_row(timezone.now())
-        OutboxMessage.objects.update_or_create(
-            task_id=row.pop("task_id"),
-            defaults={**row, "attempts": 1 if error else 0, "last_error": error[:2000]},
-        )
-
-
-def send(entry: Entry, app: Any = None, *, add_to_parent: bool = True) -> None:
-    """Publish one message, giving up after the bounded retry policy."""
-    app = app or current_app
-    options = decode_options(entry.options)
-    options.setdefault("retry", True)
-    options.setdefault("retry_policy", settings_now().retry_policy)
-    app.send_task(
-        entry.name,
-        entry.args,
-        entry.kwargs,
-        task_id=entry.task_id,
-        add_to_parent=add_to_parent,
-        **options,
-    )
 
 
 def held_retry_event(task_id: str, name: str, retries: int, eta: datetime | None) -> JobEvent:

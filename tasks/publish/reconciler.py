@@ -16,7 +16,7 @@ from celery import current_app, shared_task, signals
 from django.core.signals import setting_changed
 from django.db import connections
 
-from tasks.publish import backpressure, outbox, relay
+from tasks.publish import backpressure, config, outbox, relay
 
 logger = logging.getLogger(__name__)
 
@@ -53,5 +53,5 @@ def connect(app: Any) -> None:
         _publish_at_worker_start, weak=False, dispatch_uid="tasks.publish.outbox.worker_ready"
     )
     setting_changed.connect(
-        outbox._reset_config, weak=False, dispatch_uid="tasks.publish.outbox.settings"
+        config.reset, weak=False, dispatch_uid="tasks.publish.outbox.settings"
     )

@@ -52,7 +52,7 @@ from django.utils import timezone
 from tasks.backoff import RetryPolicy
 from tasks.conf import layer_settings
 from tasks.models import Job, JobStatus
-from tasks.publish import outbox
+from tasks.publish import config, messages
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def _claim(
     now = timezone.now()
     if not _any_due(now):
         return None
-    lease_end = now + timedelta(seconds=outbox.settings_now().lease)
+    lease_end = now + timedelta(seconds=config.settings_now().lease)
     due = Job.objects.filter(publish_due_at__lte=now)
     if queues is not None:
         due = due.filter(queue__in=list(queues))
@@ -159,12 +159,12 @@ def _publish(rows: Sequence[dict[str, Any]], lease_end: datetime, app: Any) -> t
         if row["status"] != JobStatus.PENDING:
             finished.append(task_id)
             continue
-        entry = outbox.Entry(
+        entry = messages.Entry(
             task_id, row["name"], row["args"] or [], row["kwargs"] or {}, dict(row["message"] or {})
         )
         try:
-            outbox.send(entry, app, add_to_parent=False)
-        except outbox.CONNECTION_ERRORS as exc:
+            messages.send(entry, app, add_to_parent=False)
+        except messages.CONNECTION_ERRORS as exc:
             logger.warning(
                 "Broker unavailable; %s job(s) stay PENDING and are published when it answers: %s",
                 len(rows) - index,

@@ -26,7 +26,7 @@ from demo.models import DemoCounter
 from devstack.redis_server import RedisServer, free_port
 from tasks.exceptions import BrokerUnavailable
 from tasks.models import Job, JobStatus, OutboxMessage
-from tasks.publish import outbox, reconciler, relay
+from tasks.publish import messages, outbox, reconciler, relay
 from tests.conftest import worker_env
 from tests.faults import count_run
 from tests.support.broker import queued_messages, use_broker
@@ -308,7 +308,7 @@ def test_batched_delete_removes_published_rows_and_spares_rows_claimed_again() -
     reconciler claimed again since (or a retry's new row) must survive it."""
     published_claim = timezone.now() - timedelta(seconds=5)
     entries = [
-        outbox.Entry(f"del-{i}", "tasks.demo.noop", [i], {}, {}, claimed_at=published_claim)
+        messages.Entry(f"del-{i}", "tasks.demo.noop", [i], {}, {}, claimed_at=published_claim)
         for i in range(3)
     ]
     for entry in entries:

@@ -16,7 +16,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from tasks.conf import LayerSettings, layer_settings, setting_name
-from tasks.publish import backpressure, outbox, relay
+from tasks.publish import backpressure, config, relay
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "settings.md"
 FIELDS = [f.name for f in dataclasses.fields(LayerSettings)]
@@ -172,12 +172,12 @@ def test_the_layers_own_caches_follow_an_override() -> None:
         TASKS_QUEUE_DEPTH_CACHE=0,
         TASKS_RELAY_POLL_INTERVAL=0.5,
     ):
-        assert outbox.settings_now().hold_after == 2.0
-        assert outbox.settings_now().lease == 7.0
-        assert outbox.settings_now().retry_policy == {"max_retries": 0}
+        assert config.settings_now().hold_after == 2.0
+        assert config.settings_now().lease == 7.0
+        assert config.settings_now().retry_policy == {"max_retries": 0}
         assert dict(backpressure.limits()) == {"q": 3}
         assert relay.poll_interval() == 0.5
-    assert outbox.settings_now().lease == layer_settings().outbox_lease
+    assert config.settings_now().lease == layer_settings().outbox_lease
     assert dict(backpressure.limits()) == dict(layer_settings().queue_max_length)
 
 

@@ -52,6 +52,4 @@ def connect(app: Any) -> None:
     signals.worker_ready.connect(
         _publish_at_worker_start, weak=False, dispatch_uid="tasks.publish.outbox.worker_ready"
     )
-    setting_changed.connect(
-        config.reset, weak=False, dispatch_uid="tasks.publish.outbox.settings"
-    )
+    setting_changed.connect(config.reset, weak=False, dispatch_uid="tasks.publish.outbox.settings")

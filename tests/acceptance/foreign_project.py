@@ -9,18 +9,18 @@ file of its own.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.process_group import stop_process_group
 
 # What a shell on this machine needs, nothing else.
 _PASSED_ENV = ("HOME", "LANG", "LC_ALL", "TMPDIR", "TERM", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")
@@ -223,15 +223,7 @@ class ForeignWorker:
     def stop(self, timeout: float = 20.0) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=timeout)
-        # The worker gone, whatever is left of its group (pool children) goes too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        stop_process_group(self.process, timeout)
         self.process = None
 
     def log_text(self) -> str:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
+
+from tests.support.process_group import stop_process_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,14 +83,7 @@ class WorkerProcess:
     def stop(self, timeout: float = 20.0) -> None:
         if self.process is None:
             return
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=timeout)
-        # Whatever is left of the process group (pool children) goes too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
+        stop_process_group(self.process, timeout)
         self.process = None
 
     def log_text(self) -> str:

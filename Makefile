@@ -80,7 +80,7 @@ $(DJANGO6_STAMP): requirements.txt requirements-dev.txt requirements-embedded-re
 	touch $@
 
 test-django6: $(DJANGO6_STAMP)
-	$(call run_suite,$(PY_DJANGO6))
+	$(call run_suite,$(PY_DJANGO6),$(PY_DJANGO6) -m mypy tasks dashboard)
 
 # Prints the Python 3.12 that test-django6 would use (nothing when there is none).
 python-django6:

@@ -7,7 +7,7 @@ queries and a new connection (Celery's Django fixup closes it around every task)
 
 The common case, a task that returns plain JSON data, is not encoded in the pool child:
 the event carries the value and the task's argument reprs as they are, and the process
-that writes the row (`tasks.record.service.result_row`) encodes them as django-celery-results
+that writes the row (`tasks.record.service._result_row`) encodes them as django-celery-results
 would have. Everything else (exceptions, results holding dates or other types the JSON
 serializer tags, child tasks, `request.meta`) is encoded here, by django-celery-results.
 

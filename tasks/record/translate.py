@@ -2,7 +2,7 @@
 
 Pure functions apart from reading the clock: no database, no broker. Each names the
 state it reports; `tasks.receivers` calls them and hands the result to
-`tasks.record.service.record`.
+`tasks.record.sinks.record`.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ NOT_OWN_CORRELATION = ~models.Q(correlation_id=models.F("task_id")) & ~models.Q(
 NOT_OWN_ROOT = ~models.Q(root_id=models.F("task_id")) & ~models.Q(root_id="")
 IN_A_GROUP = ~models.Q(group_id="")
 IS_A_RERUN = models.Q(retried_from__isnull=False)
+HAS_FINGERPRINT = ~models.Q(fingerprint="")
 
 
 class JobQuerySet(models.QuerySet["Job"]):
@@ -145,6 +146,9 @@ class JobQuerySet(models.QuerySet["Job"]):
 
     def since(self, moment: datetime) -> JobQuerySet:
         return self.filter(created_at__gte=moment)
+
+    def in_failure_group(self, fingerprint: str) -> JobQuerySet:
+        return self.filter(HAS_FINGERPRINT, fingerprint=fingerprint)
 
     def named(self, name: str) -> JobQuerySet:
         return self.filter(name=name)
@@ -251,6 +255,12 @@ class Job(models.Model):
         max_length=16, choices=DeadLetterResolution.choices, blank=True, default=""
     )
     dead_letter_resolved_at = models.DateTimeField(null=True, blank=True)
+    fingerprint = models.CharField(
+        max_length=40,
+        blank=True,
+        default="",
+        help_text="The failure group of a failed job (tasks.record.fingerprint); '' otherwise.",
+    )
     retried_from = models.ForeignKey(
         "self",
         null=True,
@@ -308,6 +318,12 @@ class Job(models.Model):
                 fields=["dead_lettered_at"],
                 name="job_dead_lettered",
                 condition=models.Q(dead_lettered_at__isnull=False),
+            ),
+            # A failure group's jobs, newest first: only failed rows carry a fingerprint.
+            models.Index(
+                fields=["fingerprint", "-created_at"],
+                name="job_failure_group",
+                condition=HAS_FINGERPRINT,
             ),
         ]
 
@@ -380,3 +396,28 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} [{self.task_id}] due {self.due_at:%Y-%m-%d %H:%M:%S}"
+
+
+# The tables kept beside the job rows (tallies, failure groups, worker heartbeats) live in
+# their own module; importing them here registers them with the app.
+from tasks.observations import (  # noqa: E402
+    FailureGroup,
+    FailureTally,
+    JobTally,
+    TimingTally,
+    WorkerBeat,
+)
+
+__all__ = [
+    "DeadLetterResolution",
+    "FailureGroup",
+    "FailureTally",
+    "Job",
+    "JobAttempt",
+    "JobQuerySet",
+    "JobStatus",
+    "JobTally",
+    "OutboxMessage",
+    "TimingTally",
+    "WorkerBeat",
+]

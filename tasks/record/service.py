@@ -32,6 +32,7 @@ from django_celery_results.models import TaskResult
 from tasks import lifecycle
 from tasks.models import Job, JobAttempt, JobStatus
 from tasks.record.events import JobEvent, ResultEvent
+from tasks.record.tallies import Finishing
 from tasks.record.upsert import Merge, UpsertPlan
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ STATES = frozenset(
         "progress_message",
         "dead_lettered_at",
         "message",
+        "fingerprint",
     }
 )
 #: A ResultEvent field: the task's return value as it is, for `result_row` to encode
@@ -134,7 +136,9 @@ def write(job_events: Iterable[JobEvent], result_events: Iterable[ResultEvent]) 
     now = timezone.now()
     with transaction.atomic():
         if jobs:
+            finishing, jobs = Finishing.read(jobs)
             JOB_PLAN.execute(job_row(event, now) for event in jobs)
+            finishing.add()
         if attempts:
             ATTEMPT_PLAN.execute(attempts)
         if results:

@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--queues", default=None, help="comma-separated queues to relay jobs for (default: all)"
     )
+    parser.add_argument("--hostname", default="", help="the worker's name, for its heartbeat")
+    parser.add_argument("--pool", default="")
+    parser.add_argument("--concurrency", type=int, default=0)
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
@@ -53,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.publish.relay import Relay
     from tasks.record import sinks
     from tasks.record.recorder import Recorder
+    from tasks.runtime.heartbeat import Heartbeat, WorkerIdentity
 
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
     lower_priority(layer_settings().recorder_nice)
@@ -71,16 +75,28 @@ def main(argv: list[str] | None = None) -> int:
 
     # The relay publishes jobs written inside transactions (tasks.publish.relay): here, not in
     # the worker, whose main process is busy consuming.
-    relay = Relay(queues=args.queues.split(",") if args.queues else None)
+    queues = args.queues.split(",") if args.queues else []
+    heartbeat = None
+    if args.hostname:
+        heartbeat = Heartbeat(
+            WorkerIdentity(args.hostname, args.parent, args.pool, args.concurrency, queues)
+        )
+        # Stopped by its worker (SIGTERM): the worker shut down. Orphaned: it was lost.
+        heartbeat.start(should_stop, shut_down=lambda: stopping)
+    relay = Relay(queues=queues or None)
     if not url:
         logger.info("No Redis event stream (the broker is not Redis): relaying only.")
         relay.run(should_stop)
+        if heartbeat is not None:
+            heartbeat.join(timeout=2.0)
         return 0
     relay.start(should_stop)
     try:
         Recorder(url).run(should_stop)
     finally:
         relay.stop()
+        if heartbeat is not None:
+            heartbeat.join(timeout=2.0)
     return 0
 
 

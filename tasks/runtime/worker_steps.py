@@ -41,11 +41,18 @@ class RecorderProcess(bootsteps.StartStopStep):
         super().__init__(parent, **kwargs)
         self.process: subprocess.Popen[bytes] | None = None
         self.queues = ""
+        self.identity: list[str] = []
         self._stopping = False
 
     def start(self, parent: Any) -> None:
         # The relay publishes the jobs of the queues this worker consumes (`-Q`).
         self.queues = ",".join(sorted(parent.app.amqp.queues.consume_from))
+        pool = getattr(parent.pool_cls, "__module__", str(parent.pool_cls)).rsplit(".", 1)[-1]
+        self.identity = [
+            *("--hostname", parent.hostname),
+            *("--pool", pool),
+            *("--concurrency", str(parent.concurrency or 0)),
+        ]
         self._spawn()
         # A recorder that died is restarted; its unacknowledged entries are reclaimed.
         parent.timer.call_repeatedly(SUPERVISE_EVERY, self._restart_if_dead)
@@ -55,6 +62,7 @@ class RecorderProcess(bootsteps.StartStopStep):
             [
                 *(sys.executable, "-m", "tasks.runtime.recorder_and_relay"),
                 *("--parent", str(os.getpid()), "--queues", self.queues),
+                *self.identity,
             ],
         )
         logger.info("Job recorder started (pid %s)", self.process.pid)

@@ -111,7 +111,7 @@ LAYERS = {
     "operations": {"record", "publish", "runtime"},
 }
 #: The nouns every package builds on; they import none of the packages.
-CORE = {"models", "lifecycle", "conf", "exceptions", "correlation", "backoff"}
+CORE = {"models", "observations", "lifecycle", "conf", "exceptions", "correlation", "backoff"}
 
 
 def package_of(module: str) -> str:

@@ -1,0 +1,165 @@
+"""What the layer keeps beside the job rows, so that dashboards and metrics never scan them.
+
+- Tallies of finished jobs per minute and per hour (count, run and wait times, a
+  histogram of each), written by the recorder as jobs finish (tasks.record.tallies).
+  They answer "how many, how fast, over 30 days" from a few thousand rows whatever the
+  size of the job table, and they outlive the job rows that retention deletes.
+- Failure groups: failed jobs with the same fingerprint (task, exception class and the
+  innermost frame of application code), with an hourly tally.
+- Worker heartbeats: one row per worker, refreshed while it runs.
+
+Rows here are written with additive upserts (tasks.record.tallies); like the job row,
+nothing else writes them.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Period(models.TextChoices):
+    MINUTE = "m", "Minute"
+    HOUR = "h", "Hour"
+
+
+class Measure(models.TextChoices):
+    RUN = "run", "Run time"
+    """finished_at - started_at."""
+    WAIT = "wait", "Wait time"
+    """started_at - sent_at: how long the job waited for a worker."""
+
+
+#: Upper bounds (milliseconds) of the timing histogram's buckets; the last is open.
+#: Percentiles are read from these buckets, interpolated inside the one they fall in.
+BUCKET_BOUNDS_MS: tuple[int, ...] = (
+    5,
+    10,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    30_000,
+    60_000,
+    120_000,
+    300_000,
+    600_000,
+    1_800_000,
+    3_600_000,
+)
+
+
+class JobTally(models.Model):
+    """Jobs that reached a final status in one minute or hour, by task, queue and status."""
+
+    period = models.CharField(max_length=1, choices=Period.choices)
+    start = models.DateTimeField(help_text="Start of the minute or hour (UTC).")
+    name = models.CharField(max_length=255)
+    queue = models.CharField(max_length=255)
+    status = models.CharField(max_length=16)
+    count = models.PositiveBigIntegerField(default=0)
+    run_ms_total = models.BigIntegerField(default=0)
+    run_ms_max = models.BigIntegerField(default=0)
+    run_count = models.PositiveBigIntegerField(default=0, help_text="Jobs with a run time.")
+    wait_ms_total = models.BigIntegerField(default=0)
+    wait_ms_max = models.BigIntegerField(default=0)
+    wait_count = models.PositiveBigIntegerField(default=0, help_text="Jobs with a wait time.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["period", "start", "name", "queue", "status"], name="tally_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.period} {self.start:%Y-%m-%d %H:%M} {self.name} {self.status}: {self.count}"
+
+
+class TimingTally(models.Model):
+    """A histogram bucket: jobs of a task whose run (or wait) time fell in bucket `bucket`
+    (an index into BUCKET_BOUNDS_MS; len(BUCKET_BOUNDS_MS) is the open last bucket)."""
+
+    period = models.CharField(max_length=1, choices=Period.choices)
+    start = models.DateTimeField()
+    name = models.CharField(max_length=255)
+    measure = models.CharField(max_length=4, choices=Measure.choices)
+    bucket = models.PositiveSmallIntegerField()
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["period", "start", "name", "measure", "bucket"], name="timing_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.measure}[{self.bucket}] {self.start:%Y-%m-%d %H:%M}"
+
+
+class FailureGroup(models.Model):
+    """Failed jobs that failed the same way, with the latest one as a sample."""
+
+    fingerprint = models.CharField(max_length=40, unique=True)
+    name = models.CharField(max_length=255)
+    exception = models.CharField(max_length=255, help_text="The exception's class name.")
+    frame = models.CharField(
+        max_length=512, blank=True, default="", help_text="Innermost application frame."
+    )
+    count = models.PositiveBigIntegerField(default=0)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    sample_task_id = models.CharField(max_length=255)
+    sample_error = models.TextField(blank=True, default="")
+    sample_traceback = models.TextField(blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.exception} ({self.count})"
+
+
+class FailureTally(models.Model):
+    """Failures of one group in one hour and queue: "the groups of the last 24 hours"
+    sums a day of these instead of reading failed job rows."""
+
+    start = models.DateTimeField()
+    fingerprint = models.CharField(max_length=40)
+    queue = models.CharField(max_length=255)
+    count = models.PositiveBigIntegerField(default=0)
+    last_seen = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["start", "fingerprint", "queue"], name="failure_tally_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.fingerprint} {self.start:%Y-%m-%d %H:00} {self.queue}: {self.count}"
+
+
+class WorkerBeat(models.Model):
+    """A worker's latest heartbeat (tasks.runtime.heartbeat): who is online, and what it
+    consumes. A worker whose beat is older than a few intervals is gone or stuck."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    pid = models.PositiveIntegerField()
+    pool = models.CharField(max_length=64, blank=True, default="")
+    concurrency = models.PositiveIntegerField(default=0)
+    queues = models.JSONField(default=list)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    stopped_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when the worker shut down cleanly."
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["last_seen_at"], name="worker_last_seen")]
+
+    def __str__(self) -> str:
+        return f"{self.hostname} (pid {self.pid})"

@@ -7,5 +7,6 @@ from django.views.generic import RedirectView
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="demo:index", permanent=False)),
     path("admin/", admin.site.urls),
+    path("dashboard/", include("dashboard.urls")),
     path("demo/", include("demo.urls")),
 ]

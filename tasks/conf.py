@@ -147,6 +147,12 @@ def _nice(name: str, value: Any) -> int:
     return value
 
 
+def _positive_int(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise _fail(name, "an int >= 1", value)
+    return value
+
+
 def _optional_url(name: str, value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
         raise _fail(name, "None, '' or a redis:// URL", value)
@@ -228,6 +234,19 @@ class LayerSettings:
     #: whole table. The queues this repository's workers consume, and Celery's default
     #: queue (`celery`), which a producer on Celery's defaults sends to.
     queues: tuple[str, ...] = _checked(("high", "default", "low", "celery"), _names)
+
+    # --- The dashboard (dashboard/) ---------------------------------------------------------
+    #: The most jobs one bulk action (cancel, retry, replay, purge "all matching") may
+    #: touch; past it the action is refused with a message, never done in part.
+    bulk_action_limit: int = _checked(10_000, _positive_int)
+    #: The most rows one CSV export streams.
+    export_limit: int = _checked(100_000, _positive_int)
+    #: Argument keys whose values every page, export and the admin mask (shell-style
+    #: patterns, case-insensitive, matched at any depth of args, kwargs and results).
+    #: The row keeps the real value, so a replay gets it.
+    redact_keys: tuple[str, ...] = _checked(
+        ("*password*", "*secret*", "*token*", "*email*", "api_key", "authorization"), _names
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -1,22 +1,43 @@
-"""What an operator may do to jobs: retry, replay and purge dead letters, cancel, prune.
+"""What an operator may do to jobs: retry, replay and purge dead letters, cancel, prune,
+in bulk with a preview; and who is online to run them (worker heartbeats).
 
 The dashboard and the admin call these, and nothing else of the layer, to change jobs.
 """
 
+from tasks.operations.bulk import (
+    BulkAction,
+    BulkLimitExceeded,
+    BulkResult,
+    Preview,
+    Tally,
+    bounded_count,
+)
+from tasks.operations.bulk import apply as apply_bulk
+from tasks.operations.bulk import preview as preview_bulk
 from tasks.operations.cancellation import CancelOutcome, Outcome, cancel, cancel_many
 from tasks.operations.dead_letters import Replayed, purge, replay
 from tasks.operations.reruns import Rerun, retry_jobs
 from tasks.operations.retention import prune
+from tasks.runtime.heartbeat import online as workers_online
 
 __all__ = [
+    "BulkAction",
+    "BulkLimitExceeded",
+    "BulkResult",
     "CancelOutcome",
     "Outcome",
+    "Preview",
     "Replayed",
     "Rerun",
+    "Tally",
+    "apply_bulk",
+    "bounded_count",
     "cancel",
     "cancel_many",
+    "preview_bulk",
     "prune",
     "purge",
     "replay",
     "retry_jobs",
+    "workers_online",
 ]

@@ -1,0 +1,19 @@
+"""Placeholder until the page lands (issue 21, in progress this session)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from dashboard.access import dashboard_view
+
+
+@dashboard_view
+def failures(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    return HttpResponse("not built yet", status=501)
+
+
+@dashboard_view
+def failures_live(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    return HttpResponse("not built yet", status=501)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, cast
 
@@ -11,6 +12,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from dashboard.pagination import CappedCountPaginator
+from dashboard.redaction import redact, redact_message
 from tasks import operations
 from tasks.conf import layer_settings
 from tasks.models import Job, JobAttempt, JobQuerySet, JobStatus
@@ -78,11 +80,17 @@ class JobAdmin(admin.ModelAdmin):
     list_per_page = 50
     # Avoid COUNT(*) over the whole table on every page load.
     show_full_result_count = False
-    readonly_fields = [f.name for f in Job._meta.fields] + ["attempt_history"]
+    readonly_fields = [f.name for f in Job._meta.fields] + [
+        "attempt_history",
+        "shown_args",
+        "shown_kwargs",
+        "shown_result",
+        "shown_message",
+    ]
     fieldsets = (
         (None, {"fields": ("task_id", "name", "status", "progress", "progress_message")}),
-        ("Call", {"fields": ("args", "kwargs", "queue", "priority", "eta")}),
-        ("Outcome", {"fields": ("result", "error", "traceback", "attempts", "worker")}),
+        ("Call", {"fields": ("shown_args", "shown_kwargs", "queue", "priority", "eta")}),
+        ("Outcome", {"fields": ("shown_result", "error", "traceback", "attempts", "worker")}),
         ("Attempts", {"fields": ("attempt_history",)}),
         (
             "Dead letter and cancellation",
@@ -91,7 +99,7 @@ class JobAdmin(admin.ModelAdmin):
                     "dead_lettered_at",
                     "dead_letter_resolution",
                     "dead_letter_resolved_at",
-                    "message",
+                    "shown_message",
                     "cancel_requested_at",
                 )
             },
@@ -279,9 +287,34 @@ class JobAdmin(admin.ModelAdmin):
         )
 
     @admin.display(description="runtime")
+    # Arguments, result and message as stored, with TASKS_REDACT_KEYS masked
+    # (dashboard.redaction): the admin shows personal data no more than the dashboard.
+
+    @admin.display(description="args")
+    def shown_args(self, job: Job) -> str:
+        return _json(redact(job.args))
+
+    @admin.display(description="kwargs")
+    def shown_kwargs(self, job: Job) -> str:
+        return _json(redact(job.kwargs))
+
+    @admin.display(description="result")
+    def shown_result(self, job: Job) -> str:
+        return _json(redact(job.result))
+
+    @admin.display(description="message")
+    def shown_message(self, job: Job) -> str:
+        return _json(redact_message(job.message))
+
     def runtime(self, job: Job) -> str:
         seconds = job.runtime_seconds
         return "" if seconds is None else f"{seconds:.3f} s"
+
+
+def _json(value: Any) -> str:
+    if value is None:
+        return "-"
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
 def _time(moment: datetime | None) -> str:

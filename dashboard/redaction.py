@@ -44,3 +44,20 @@ def _redact(value: Any, sensitive: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_redact(item, sensitive) for item in value]
     return value
+
+
+#: Celery's own copies of the arguments in a message's headers: reprs of args and
+#: kwargs, in which a key cannot be told from a value, so they are hidden whole.
+ARGUMENT_REPRS = ("argsrepr", "kwargsrepr")
+
+
+def redact_message(message: Any) -> Any:
+    """A stored message (headers and routing options) with its arguments masked."""
+    redacted = redact(message)
+    if isinstance(redacted, dict):
+        headers = redacted.get("headers")
+        if isinstance(headers, dict):
+            for name in ARGUMENT_REPRS:
+                if headers.get(name):
+                    headers[name] = MASK
+    return redacted

@@ -1,14 +1,16 @@
-"""Placeholder until the page lands (issue 21, in progress this session)."""
+"""Activity: the audit trail of what operators did to jobs (dashboard and admin)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 
+from dashboard import audit
 from dashboard.access import dashboard_view
 
 
 @dashboard_view
-def activity(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-    return HttpResponse("not built yet", status=501)
+def activity(request: HttpRequest) -> HttpResponse:
+    return render(
+        request, "dashboard/activity.html", {"nav": "activity", "entries": audit.recent(200)}
+    )

@@ -75,6 +75,7 @@ class Heartbeat:
         self.worker = worker
         self.started_at = timezone.now()
         self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
 
     def start(self, should_stop: Callable[[], bool], shut_down: Callable[[], bool]) -> None:
         """Beat until `should_stop()`; then, if `shut_down()` (a clean worker shutdown
@@ -85,7 +86,6 @@ class Heartbeat:
         self._thread.start()
 
     def _run(self, should_stop: Callable[[], bool], shut_down: Callable[[], bool]) -> None:
-        stop = threading.Event()
         try:
             while not should_stop():
                 try:
@@ -95,7 +95,7 @@ class Heartbeat:
                     # A database outage must not end the beats: the next one may work.
                     logger.exception("Heartbeat of %s not written", self.worker.hostname)
                     connection.close()
-                stop.wait(INTERVAL)
+                self._wake.wait(INTERVAL)
             if shut_down():
                 stopped(self.worker.hostname)
         except Exception:
@@ -104,5 +104,7 @@ class Heartbeat:
             connection.close()
 
     def join(self, timeout: float) -> None:
+        """Wake the thread (it sees `should_stop()` and writes its last row) and wait."""
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)

@@ -1,19 +1,30 @@
-"""Placeholder until the page lands (issue 21, in progress this session)."""
+"""Running now (`running/`): jobs a worker runs at this moment, with live progress."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
 
-from dashboard.access import dashboard_view
+from dashboard import running_page
+from dashboard.access import allowed_actions, dashboard_view
 
 
 @dashboard_view
-def running(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-    return HttpResponse("not built yet", status=501)
+def running(request: HttpRequest) -> HttpResponse:
+    return render(request, "dashboard/running.html", _context(request, nav="running"))
 
 
 @dashboard_view
-def running_live(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-    return HttpResponse("not built yet", status=501)
+def running_live(request: HttpRequest) -> HttpResponse:
+    return render(request, "dashboard/fragments/running_rows.html", _context(request))
+
+
+def _context(request: HttpRequest, **extra: str) -> dict[str, object]:
+    return {
+        "running": running_page.load(allowed_actions(request.user), timezone.now()),
+        # Where an action's preview sends the operator back: the page, not the fragment.
+        "back": reverse("dashboard:running"),
+        **extra,
+    }

@@ -74,3 +74,10 @@ def flaky(self: Any, key: str, fail_times: int) -> str:
 )
 def always_fail(message: str = "always fails") -> None:
     raise DemoTransientError(message)
+
+
+@shared_task(name="tasks.demo.send_receipt")
+def send_receipt(order_id: int, email: str, api_token: str = "") -> dict[str, Any]:
+    """Personal data in keyword arguments: the dashboard masks `email` and `api_token`
+    (TASKS_REDACT_KEYS) while the row keeps them for a replay."""
+    return {"order_id": order_id, "delivered": bool(email and api_token)}

@@ -34,6 +34,11 @@ class BulkAction(enum.StrEnum):
         return _LABELS[self]
 
     @property
+    def past(self) -> str:
+        """ "3 jobs will be <past>"."""
+        return _PAST[self]
+
+    @property
     def permission(self) -> str:
         """The permission (app_label.codename) a user needs for this action."""
         return _PERMISSIONS[self]
@@ -45,6 +50,13 @@ _LABELS = {
     BulkAction.RETRY: "Retry",
     BulkAction.REPLAY: "Replay dead letters",
     BulkAction.PURGE: "Purge dead letters",
+}
+_PAST = {
+    BulkAction.CANCEL: "cancelled",
+    BulkAction.HARD_CANCEL: "hard-cancelled",
+    BulkAction.RETRY: "retried",
+    BulkAction.REPLAY: "replayed",
+    BulkAction.PURGE: "purged",
 }
 _PERMISSIONS = {
     BulkAction.CANCEL: "tasklayer.cancel_job",

@@ -1,0 +1,1 @@
+"""The jobs explorer's filter language: parsed (language), run (jobs), completed (suggestions)."""

@@ -16,7 +16,8 @@ from typing import Any
 from django.contrib.auth.models import Group, Permission
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.urls import reverse
 
 from tasks.operations import BulkAction
@@ -24,7 +25,7 @@ from tasks.operations import BulkAction
 VIEW_PERMISSION = "tasklayer.view_job"
 READ_ONLY_GROUP = "Task dashboard (read-only)"
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]
 #: `request.user`: django-stubs types it as AbstractBaseUser, which has no has_perm; the
 #: auth backends' users (PermissionsMixin, AnonymousUser) have it.
 User = Any
@@ -40,7 +41,7 @@ def dashboard_view(view: View) -> View:
     """Staff login and the view permission, for every dashboard page and fragment."""
 
     @wraps(view)
-    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         user = request.user
         if not user.is_authenticated or not getattr(user, "is_staff", False):
             return redirect_to_login(request.get_full_path(), reverse("admin:login"))

@@ -60,17 +60,13 @@ def csv_lines(jobs: QuerySet[Job], limit: int) -> Iterator[str]:
 
 
 def _cell(job: Job, column: str) -> str:
-    if column in ("args", "kwargs", "result"):
-        value = getattr(job, column)
-        text = "" if value is None else json.dumps(redact(value), cls=DjangoJSONEncoder)
+    value: Any = job.runtime_seconds if column == "runtime_seconds" else getattr(job, column)
+    if value is None:
+        text = ""
+    elif column in ("args", "kwargs", "result"):
+        text = json.dumps(redact(value), cls=DjangoJSONEncoder)
     elif column == "runtime_seconds":
-        runtime = job.runtime_seconds
-        text = "" if runtime is None else f"{runtime:.3f}"
+        text = f"{value:.3f}"
     else:
-        value: Any = getattr(job, column)
-        text = (
-            ""
-            if value is None
-            else (value.isoformat() if hasattr(value, "isoformat") else str(value))
-        )
+        text = value.isoformat() if hasattr(value, "isoformat") else str(value)
     return "'" + text if text.startswith(_FORMULA_STARTS) else text

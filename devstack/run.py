@@ -42,6 +42,8 @@ def main() -> int:
     env.setdefault("DEBUG", "1")
     env.setdefault("WEB_PORT", "8000")
     env.setdefault("FLOWER_PORT", "5555")
+    # The dashboard's Flower link (TASKS_FLOWER_URL in project/settings.py).
+    env.setdefault("FLOWER_URL", f"http://127.0.0.1:{env['FLOWER_PORT']}/")
     env["FLOWER_BASIC_AUTH"] = flower_credentials()
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
@@ -61,6 +63,7 @@ def main() -> int:
                 [
                     "",
                     f"  Demo:    http://127.0.0.1:{env['WEB_PORT']}/demo/",
+                    f"  Dashboard: http://127.0.0.1:{env['WEB_PORT']}/dashboard/",
                     f"  Admin:   http://127.0.0.1:{env['WEB_PORT']}/admin/tasklayer/job/",
                     f"  Flower:  http://127.0.0.1:{env['FLOWER_PORT']}/  "
                     f"(user {user!r}, password in var/flower-basic-auth or FLOWER_BASIC_AUTH)",

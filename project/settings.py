@@ -325,6 +325,8 @@ TASKS_QUEUE_DEPTH_CACHE = float(os.environ.get("TASKS_QUEUE_DEPTH_CACHE") or 1.0
 # "user:password"; `make run` generates one, docker-compose requires one. Flower is never
 # started without it.
 FLOWER_BASIC_AUTH = os.environ.get("FLOWER_BASIC_AUTH", "")
+# The dashboard's link to Flower (`make run` sets FLOWER_URL; empty: no link).
+TASKS_FLOWER_URL = os.environ.get("FLOWER_URL", "")
 
 LOGGING = {
     "version": 1,

@@ -153,6 +153,12 @@ def _positive_int(name: str, value: Any) -> int:
     return value
 
 
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _fail(name, "a string", value)
+    return value
+
+
 def _optional_url(name: str, value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
         raise _fail(name, "None, '' or a redis:// URL", value)
@@ -244,6 +250,9 @@ class LayerSettings:
     #: Argument keys whose values every page, export and the admin mask (shell-style
     #: patterns, case-insensitive, matched at any depth of args, kwargs and results).
     #: The row keeps the real value, so a replay gets it.
+    #: Where the dashboard's "Flower" link points ('' for no link): Flower runs beside the
+    #: web process, behind its own authentication.
+    flower_url: str = _checked("", _text)
     redact_keys: tuple[str, ...] = _checked(
         ("*password*", "*secret*", "*token*", "*email*", "api_key", "authorization"), _names
     )

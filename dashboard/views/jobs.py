@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import timezone
 
-from dashboard import completion
 from dashboard.access import allowed_actions, dashboard_view
 from dashboard.export import csv_lines
+from dashboard.search import suggestions
 from dashboard.search.errors import FilterError
 from dashboard.search.jobs import BadCursor, capped_count, matching_jobs, page_after
 from dashboard.search.language import KEYS, parse
@@ -69,7 +70,7 @@ def explorer(request: HttpRequest) -> HttpResponse:
 
 
 @dashboard_view
-def export(request: HttpRequest) -> HttpResponse:
+def export(request: HttpRequest) -> HttpResponseBase:
     query = request.GET.get("q", "").strip()
     try:
         jobs = matching_jobs(parse(query))
@@ -85,4 +86,4 @@ def export(request: HttpRequest) -> HttpResponse:
 
 @dashboard_view
 def suggest(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"suggestions": completion.complete(request.GET.get("q", ""))})
+    return JsonResponse({"suggestions": suggestions.complete(request.GET.get("q", ""))})

@@ -1,6 +1,6 @@
 """The README's adoption steps, read from README.md, so the test applies what users read.
 
-The section "Add it to your Django + Celery project" holds four numbered lines; each
+The section "Add it to your Django + Celery project" holds five numbered lines; each
 carries its command or code between backticks. Changing their wording is fine; changing
 what they do changes what the acceptance test does.
 """
@@ -30,6 +30,7 @@ class AdoptionSteps:
     settings_line: str  # step 2: appended to settings.py
     celery_import: tuple[str, str]  # step 3: (the line in celery.py, its replacement)
     migrate: list[str]  # step 4: ["python", "manage.py", "migrate"]
+    urls_line: str  # step 5: appended to the project's urls.py
     worker: list[str]  # "Run the worker as usual: ..."
 
     @property
@@ -59,8 +60,8 @@ def read(readme: Path = README) -> AdoptionSteps:
         match = _STEP.match(line.strip())
         if match:
             steps[match.group(1)] = match.group(2)
-    if sorted(steps) != ["1", "2", "3", "4"]:
-        raise ReadmeChanged(f"expected four numbered steps, found {sorted(steps)}")
+    if sorted(steps) != ["1", "2", "3", "4", "5"]:
+        raise ReadmeChanged(f"expected five numbered steps, found {sorted(steps)}")
 
     replace = _REPLACE.search(steps["3"])
     if replace is None:
@@ -75,5 +76,6 @@ def read(readme: Path = README) -> AdoptionSteps:
         settings_line=_code_with(_CODE.findall(steps["2"]), "INSTALLED_APPS", "2"),
         celery_import=(replace.group(1), replace.group(2)),
         migrate=migrate,
+        urls_line=_code_with(_CODE.findall(steps["5"]), "include(", "5"),
         worker=worker,
     )

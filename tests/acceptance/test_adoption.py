@@ -1,4 +1,4 @@
-"""A new Django + Celery project adopts the built wheel by the README's four steps.
+"""A new Django + Celery project adopts the built wheel by the README's five steps.
 
 The project is what `django-admin startproject proj` and Celery's "First steps with
 Django" guide give (proj/celery.py and proj/__init__.py as the guide has them), plus an
@@ -128,6 +128,7 @@ except Exception as exc:
 admin = get_user_model().objects.create_superuser("admin", "admin@example.com", "unused-pw")
 client.force_login(admin)
 page = client.get("/admin/tasklayer/job/")
+dashboard = client.get("/dashboard/jobs/", {{"q": "task:shop.tasks.add"}})
 report({{
     "layer_module": tasks.__file__,
     "task_is_tracked": isinstance(add, TrackedTask),
@@ -138,6 +139,8 @@ report({{
     "result_error": result_error,
     "admin_status": page.status_code,
     "admin_lists_job": bool(task_id) and task_id in page.content.decode(),
+    "dashboard_status": dashboard.status_code,
+    "dashboard_lists_job": bool(task_id) and task_id in dashboard.content.decode(),
 }})
 """
 
@@ -156,10 +159,14 @@ def celery_project(parent: Path, venv: Virtualenv, logs: Path, broker_url: str) 
 
 
 def adopt(project: ForeignProject, adoption: AdoptionSteps) -> None:
-    """README steps 2, 3 and 4 (step 1 made the virtualenv)."""
+    """README steps 2 to 5 (step 1 made the virtualenv)."""
     project.append(project.settings_py, adoption.settings_line)
     project.replace_once(project.celery_py, *adoption.celery_import)
     project.run(adoption.migrate, log="migrate")
+    # startproject's urls.py imports `path` but not `include`.
+    project.append(
+        project.root / "proj" / "urls.py", "from django.urls import include\n" + adoption.urls_line
+    )
 
 
 def test_the_wheel_holds_the_layers_apps_and_nothing_else(wheel: Path) -> None:
@@ -170,6 +177,9 @@ def test_the_wheel_holds_the_layers_apps_and_nothing_else(wheel: Path) -> None:
     assert {name.split("/", 1)[0] for name in names} == {"tasks", "dashboard", dist_info}
     for expected in (
         "tasks/migrations/0001_initial.py",
+        "dashboard/templates/dashboard/base.html",
+        "dashboard/static/dashboard/vendor/htmx.min.js",
+        "dashboard/static/dashboard/vendor/chart.umd.min.js",
         "tasks/py.typed",
         "dashboard/py.typed",
         "tasks/publish/db_backends/postgresql/base.py",
@@ -195,7 +205,7 @@ def test_a_new_project_adopts_the_layer_by_the_readme_and_its_job_succeeds(
     project.manage("check", log="check-before")
 
     adopt(project, adoption)
-    # Four steps are enough: nothing for the layer's own checks (tasks.checks) to flag.
+    # The steps are enough: nothing for the layer's own checks (tasks.checks) to flag.
     checked = project.manage("check", log="check-after")
     assert "no issues" in checked, checked
 
@@ -243,6 +253,14 @@ def test_a_new_project_adopts_the_layer_by_the_readme_and_its_job_succeeds(
             (
                 outcome["admin_status"] == 200 and not outcome["admin_lists_job"],
                 "/admin/tasklayer/job/ does not list the job",
+            ),
+            (
+                outcome["dashboard_status"] != 200,
+                f"/dashboard/jobs/ answered {outcome['dashboard_status']}",
+            ),
+            (
+                outcome["dashboard_status"] == 200 and not outcome["dashboard_lists_job"],
+                "/dashboard/jobs/ does not list the job",
             ),
         )
         if failed
@@ -299,7 +317,7 @@ def test_a_project_with_its_own_tasks_app_adopts_the_layer(
     project.manage("migrate", log="migrate-before")
 
     adopt(project, adoption)
-    # Four steps are enough: nothing for the layer's own checks (tasks.checks) to flag.
+    # The steps are enough: nothing for the layer's own checks (tasks.checks) to flag.
     checked = project.manage("check", log="check-after")
     assert "no issues" in checked, checked
 

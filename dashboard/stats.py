@@ -1,59 +1,31 @@
-"""The dashboard's questions about jobs, as queries that stay fast on a large table.
-
-Each filters on `created_at` (or status + created_at) first, so PostgreSQL reads only
-the index range of the period asked about, never the whole table.
+"""The two questions `bench.scale` has timed since before the dashboard's read models
+(dashboard.read), answered by them: jobs by status, and run-time percentiles per task,
+over the time since a moment. New code calls dashboard.read directly.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from django.db import connection
-from django.db.models import Count
+from django.utils import timezone
 
-from tasks.models import Job
+from dashboard.read.status_counts import status_counts as counts_over
+from dashboard.read.task_stats import task_stats
 
 
 def status_counts(since: datetime) -> dict[str, int]:
-    """Jobs created since `since`, by status."""
-    rows = Job.objects.since(since).order_by().values("status").annotate(n=Count("id"))
-    return {row["status"]: row["n"] for row in rows}
+    """Jobs by status since `since` (finished ones by finish time, the others created
+    since then and counted up to 10,000); statuses with none are left out."""
+    counts = counts_over(timezone.now() - since)
+    return {c.status: c.count.count for c in counts.counts if c.count.count}
 
 
 def runtime_percentiles(since: datetime) -> dict[str, dict[str, float]]:
-    """Per task name: p50 and p95 run time (seconds) of jobs that succeeded since `since`."""
-    finished = Job.objects.succeeded().since(since).filter(started_at__isnull=False)
-    if connection.vendor == "postgresql":
-        return _postgres_percentiles(finished)
-    by_name: dict[str, list[float]] = {}
-    for name, started, ended in finished.values_list("name", "started_at", "finished_at"):
-        if started is None or ended is None:
-            continue  # no run time to count (PostgreSQL's percentile_cont skips it too)
-        by_name.setdefault(name, []).append((ended - started).total_seconds())
-    return {name: _percentiles(sorted(values)) for name, values in by_name.items()}
-
-
-RUNTIME = "EXTRACT(EPOCH FROM j.finished_at - j.started_at)"
-PERCENTILES_SQL = (
-    f"SELECT j.name, percentile_cont(0.5) WITHIN GROUP (ORDER BY {RUNTIME}),"  # noqa: S608
-    f" percentile_cont(0.95) WITHIN GROUP (ORDER BY {RUNTIME})"
-    " FROM tasklayer_job j WHERE j.id IN ({ids}) GROUP BY j.name"
-)
-
-
-def _postgres_percentiles(queryset: Any) -> dict[str, dict[str, float]]:
-    # The id subquery is the ORM's own SQL, with its values as bound parameters.
-    sql, params = queryset.values("id").query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute(PERCENTILES_SQL.format(ids=sql), params)
-        return {
-            name: {"p50": float(p50), "p95": float(p95)} for name, p50, p95 in cursor.fetchall()
-        }
-
-
-def _percentiles(values: list[float]) -> dict[str, float]:
-    def at(q: float) -> float:
-        return values[min(len(values) - 1, int(q * len(values)))]
-
-    return {"p50": at(0.5), "p95": at(0.95)}
+    """Per task name: estimated p50 and p95 run time (seconds) of the jobs that
+    finished since `since` (dashboard.read.percentiles)."""
+    table = task_stats(timezone.now() - since)
+    return {
+        task.name: {"p50": task.run.p50.seconds, "p95": task.run.p95.seconds}
+        for task in table.tasks
+        if task.run.p50 is not None and task.run.p95 is not None
+    }

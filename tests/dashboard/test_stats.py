@@ -1,4 +1,5 @@
-"""The dashboard's questions: counts by status and run-time percentiles of the last hour."""
+"""dashboard.stats, the two questions bench.scale times, answered by the read models:
+jobs by status and run-time percentiles since a moment."""
 
 from __future__ import annotations
 
@@ -8,40 +9,48 @@ import pytest
 from django.utils import timezone
 
 from dashboard import stats
-from tasks.models import Job, JobStatus
+from tasks.models import JobStatus
+from tests.dashboard.test_overview import finish, in_state
 
 pytestmark = pytest.mark.django_db
 
 
-def make(task_id: str, name: str, status: str, age: timedelta, runtime_s: float) -> None:
-    created = timezone.now() - age
-    Job.objects.create(
-        task_id=task_id,
-        name=name,
-        status=status,
-        created_at=created,
-        started_at=created,
-        finished_at=created + timedelta(seconds=runtime_s),
-    )
-
-
 def test_status_counts_cover_only_the_period() -> None:
-    make("a", "x", JobStatus.SUCCESS, timedelta(minutes=5), 1)
-    make("b", "x", JobStatus.SUCCESS, timedelta(minutes=10), 1)
-    make("c", "x", JobStatus.FAILURE, timedelta(minutes=20), 1)
-    make("old", "x", JobStatus.FAILURE, timedelta(hours=2), 1)
-    counts = stats.status_counts(timezone.now() - timedelta(hours=1))
-    assert counts == {JobStatus.SUCCESS: 2, JobStatus.FAILURE: 1}
+    now = timezone.now()
+    finish("a", JobStatus.SUCCESS, now - timedelta(minutes=5))
+    finish("b", JobStatus.SUCCESS, now - timedelta(minutes=10))
+    finish("c", JobStatus.FAILURE, now - timedelta(minutes=20))
+    finish("old", JobStatus.FAILURE, now - timedelta(hours=2))
+    in_state("running", JobStatus.STARTED, now - timedelta(minutes=3))
+    counts = stats.status_counts(now - timedelta(hours=1))
+    assert counts == {JobStatus.SUCCESS: 2, JobStatus.FAILURE: 1, JobStatus.STARTED: 1}
 
 
-def test_runtime_percentiles_per_task_of_succeeded_jobs() -> None:
-    for i in range(1, 21):
-        make(f"fast-{i}", "fast", JobStatus.SUCCESS, timedelta(minutes=1), i / 10)
-    make("slow-1", "slow", JobStatus.SUCCESS, timedelta(minutes=1), 30)
-    make("failed", "fast", JobStatus.FAILURE, timedelta(minutes=1), 999)
-    make("old", "slow", JobStatus.SUCCESS, timedelta(hours=3), 999)
-    result = stats.runtime_percentiles(timezone.now() - timedelta(hours=1))
+def test_runtime_percentiles_per_task() -> None:
+    now = timezone.now()
+    for i in range(20):
+        finish(
+            f"fast-{i}",
+            JobStatus.SUCCESS,
+            now - timedelta(minutes=1),
+            name="fast",
+            run=timedelta(milliseconds=200),
+        )
+    finish(
+        "slow-1",
+        JobStatus.SUCCESS,
+        now - timedelta(minutes=1),
+        name="slow",
+        run=timedelta(seconds=30),
+    )
+    finish(
+        "old", JobStatus.SUCCESS, now - timedelta(hours=3), name="slow", run=timedelta(seconds=999)
+    )
+    result = stats.runtime_percentiles(now - timedelta(hours=1))
     assert set(result) == {"fast", "slow"}
-    assert result["fast"]["p50"] == pytest.approx(1.05, abs=0.06)
-    assert result["fast"]["p95"] == pytest.approx(1.95, abs=0.06)
-    assert result["slow"] == {"p50": pytest.approx(30), "p95": pytest.approx(30)}
+    # Estimates inside the histogram bucket (100, 250] ms, capped by the max (200 ms).
+    assert result["fast"]["p50"] == pytest.approx(0.15)
+    assert result["fast"]["p95"] == pytest.approx(0.195)
+    # One job in (10 s, 30 s]: the max closes the bucket at 30 s.
+    assert result["slow"]["p50"] == pytest.approx(20)
+    assert result["slow"]["p95"] == pytest.approx(29)

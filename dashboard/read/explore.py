@@ -1,0 +1,45 @@
+"""The jobs behind a number: explorer filters (dashboard.search's language) and URLs.
+
+Every count the read models return carries the filter that lists its jobs, so the page
+can link it. Times are written as the explorer's parser reads them: ISO, in the current
+time zone, without an offset, and only as precise as they need to be.
+
+The explorer's `after:` and `before:` bound a job's creation time, while the tallies
+count jobs by the time they finished: a link from a tallied count lists the jobs created
+in that period, which for jobs that finish within the minute or hour is the same set.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from urllib.parse import urlencode
+
+from django.urls import reverse
+from django.utils import timezone
+
+
+def moment(at: datetime) -> str:
+    """`at` as an explorer time: local, no offset, minutes when it is on the minute."""
+    local = timezone.localtime(at).replace(tzinfo=None)
+    spec = "minutes" if local.second == 0 and local.microsecond == 0 else "seconds"
+    return local.replace(microsecond=0).isoformat(timespec=spec)
+
+
+def query(*terms: str, after: datetime | None = None, before: datetime | None = None) -> str:
+    """A filter string: the terms, then the time bounds."""
+    parts = [term for term in terms if term]
+    if after is not None:
+        parts.append(f"after:{moment(after)}")
+    if before is not None:
+        parts.append(f"before:{moment(before)}")
+    return " ".join(parts)
+
+
+def statuses(*names: str) -> str:
+    """`status:a,b` in the explorer's lower case."""
+    return "status:" + ",".join(name.lower() for name in names)
+
+
+def jobs_url(q: str) -> str:
+    """The explorer listing the jobs of filter `q`."""
+    return f"{reverse('dashboard:jobs')}?{urlencode({'q': q})}"

@@ -17,6 +17,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from tasks.conf import layer_settings
+
 register = template.Library()
 
 MISSING = "—"
@@ -124,3 +126,9 @@ def clamp_percent(value: Any) -> int | None:
     if not math.isfinite(number):
         return None
     return max(0, min(100, round(number)))
+
+
+@register.simple_tag
+def flower_url() -> str:
+    """Where the nav's Flower link points (TASKS_FLOWER_URL; '' for no link)."""
+    return layer_settings().flower_url

@@ -112,3 +112,10 @@ def test_autocomplete_offers_task_names_and_queues(admin_client_logged_in: Clien
     assert "task:tasks.demo.add" in tasks["suggestions"]
     queues = admin_client_logged_in.get("/dashboard/jobs/suggest/", {"q": "queue:hi"}).json()
     assert queues["suggestions"] == ["queue:high"]
+
+
+def test_the_nav_links_to_flower_only_when_its_url_is_set(admin_client_logged_in: Client) -> None:
+    assert ">Flower<" not in admin_client_logged_in.get("/dashboard/jobs/").content.decode()
+    with override_settings(TASKS_FLOWER_URL="http://127.0.0.1:5555/"):
+        html = admin_client_logged_in.get("/dashboard/jobs/").content.decode()
+    assert 'href="http://127.0.0.1:5555/"' in html

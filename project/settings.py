@@ -327,6 +327,14 @@ TASKS_QUEUE_DEPTH_CACHE = float(os.environ.get("TASKS_QUEUE_DEPTH_CACHE") or 1.0
 FLOWER_BASIC_AUTH = os.environ.get("FLOWER_BASIC_AUTH", "")
 # The dashboard's link to Flower (`make run` sets FLOWER_URL; empty: no link).
 TASKS_FLOWER_URL = os.environ.get("FLOWER_URL", "")
+# The dashboard: the most jobs one bulk action may touch, rows per CSV export, and the
+# argument keys masked on every page (docs/settings.md; unset: the layer's defaults).
+if os.environ.get("TASKS_BULK_ACTION_LIMIT"):
+    TASKS_BULK_ACTION_LIMIT = env_int("TASKS_BULK_ACTION_LIMIT", 10_000)
+if os.environ.get("TASKS_EXPORT_LIMIT"):
+    TASKS_EXPORT_LIMIT = env_int("TASKS_EXPORT_LIMIT", 100_000)
+if os.environ.get("TASKS_REDACT_KEYS"):
+    TASKS_REDACT_KEYS = env_list("TASKS_REDACT_KEYS", [])
 
 LOGGING = {
     "version": 1,

@@ -102,6 +102,8 @@ def straddles(combined: Mapping[str, Any], bound: float) -> bool:
 
 def with_spread(combined: Mapping[str, Any], digits: int = 2, unit: str = "") -> str:
     """`1.01 (0.97-1.04, 5 rounds)`: the median, the spread of the rounds, their number."""
+    if math.isnan(combined["value"]):
+        return "none"  # nothing measured (a page not built yet, a run that did nothing)
     unit = f" {unit}" if unit else ""
     value = f"{combined['value']:.{digits}f}{unit}"
     if not combined["rounds"]:

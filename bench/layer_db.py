@@ -43,6 +43,8 @@ from typing import Any
 import django
 
 POLL_INTERVAL_S = 0.25
+# The task the rounds run (bench.producer: demo.tasks.noop).
+BENCH_TASK = "tasks.demo.noop"
 # The highest Job and TaskResult ids of the preloaded rows, which the bench never touches.
 PRELOADED_JOB_ID_ENV = "BENCH_PRELOADED_JOB_ID"
 PRELOADED_RESULT_ID_ENV = "BENCH_PRELOADED_RESULT_ID"
@@ -108,7 +110,9 @@ def reset() -> int:
 
     The outbox too: a message left there (by a round that was stopped, say) is
     published by the next worker at its start and drained with the round's jobs, so
-    that round would measure more work than it counts.
+    that round would measure more work than it counts. And what the recorder writes
+    beside the jobs (attempts, tallies, failure groups, heartbeats): a round's recorder
+    should not write into a table that earlier rounds grew.
 
     Raw SQL because the ORM's delete() would first load every Job to apply the
     `retried_from` SET_NULL in Python; everything goes here, so there is nothing to
@@ -119,12 +123,24 @@ def reset() -> int:
     from django.db import connection
     from django_celery_results.models import TaskResult
 
-    from tasks.models import Job, OutboxMessage
+    from tasks.models import (
+        FailureGroup,
+        FailureTally,
+        Job,
+        JobAttempt,
+        JobTally,
+        OutboxMessage,
+        TimingTally,
+        WorkerBeat,
+    )
 
     marks = preloaded_marks()
     if marks is not None:
         return reset_above(*marks)
-    models = (Job, TaskResult, OutboxMessage)
+    models = (
+        *(Job, TaskResult, OutboxMessage, JobAttempt),
+        *(JobTally, TimingTally, FailureGroup, FailureTally, WorkerBeat),
+    )
     tables = [connection.ops.quote_name(m._meta.db_table) for m in models]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
@@ -137,7 +153,10 @@ def reset() -> int:
 
 def reset_above(job_mark: int, result_mark: int) -> int:
     """Delete the rows above the marks (the rounds' own), keep the preloaded ones, and
-    every outbox message (none is preloaded).
+    every outbox message (none is preloaded). The rounds' attempts go with their jobs
+    (by task id, through its index), their tallies by task name (BENCH_TASK: the
+    preloaded tallies are of other names); `noop` never fails, so the failure groups
+    and the heartbeats (one row per worker name, rewritten by each round) stay.
 
     `id > mark` is a range scan of the primary key over the few thousand rows a round
     wrote. A plain VACUUM then makes their space reusable and cuts the emptied pages off
@@ -148,12 +167,22 @@ def reset_above(job_mark: int, result_mark: int) -> int:
     from django.db import connection
     from django_celery_results.models import TaskResult
 
-    from tasks.models import Job, OutboxMessage
+    from tasks.models import Job, JobAttempt, JobTally, OutboxMessage, TimingTally
 
     pairs = [(Job, job_mark), (TaskResult, result_mark)]
+    beside = (JobAttempt, JobTally, TimingTally)
+    quote = connection.ops.quote_name
     started = time.monotonic()
     deleted = []
     with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {quote(JobAttempt._meta.db_table)} WHERE task_id IN "  # noqa: S608
+            f"(SELECT task_id FROM {quote(Job._meta.db_table)} WHERE id > %s)",
+            [job_mark],
+        )
+        for model in (JobTally, TimingTally):
+            table = quote(model._meta.db_table)
+            cursor.execute(f"DELETE FROM {table} WHERE name = %s", [BENCH_TASK])  # noqa: S608
         for model, top in pairs:
             table = connection.ops.quote_name(model._meta.db_table)
             cursor.execute(f"DELETE FROM {table} WHERE id > %s", [top])  # noqa: S608
@@ -165,7 +194,7 @@ def reset_above(job_mark: int, result_mark: int) -> int:
         if connection.vendor == "postgresql":
             # VACUUM cannot run in a transaction block; Django's connection is in
             # autocommit here.
-            tables = ", ".join(connection.ops.quote_name(m._meta.db_table) for m, _ in pairs)
+            tables = ", ".join(quote(m._meta.db_table) for m in (*(m for m, _ in pairs), *beside))
             cursor.execute(f"VACUUM {tables}")
     # To the log (stderr): what a reset costs on a big table.
     print(

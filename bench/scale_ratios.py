@@ -138,6 +138,9 @@ def admin_and_dashboard_queries(loaded: Bench, rows: int) -> list[dict[str, Any]
     out = processes.run(["-m", "bench.scale", "--rows", str(rows), "--measure-only"], env, log, 600)
     queries = json.loads(out.strip().splitlines()[-1])
     for query in queries:
+        if "failed" in query:
+            print(f"bench: {query['question']}: {query['failed']}", flush=True)
+            continue
         print(
             f"bench: {query['question']}: p50 {query['p50_ms']:.1f} ms, "
             f"p95 {query['p95_ms']:.1f} ms",

@@ -1,71 +1,23 @@
 """bench.layer_db on a preloaded table: the per-round reset deletes the rounds' rows only.
 
 Against the real PostgreSQL on 127.0.0.1:5432 (skipped when none answers), in a database
-of the test's own, created and dropped here. The preload is bench.scale's loader, so a
+of the test's own (tests/bench/conftest.py). The preload is bench.scale's loader, so a
 loader that no longer fits the Job table fails here too.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import subprocess
-import sys
-from collections.abc import Iterator
-
 import pytest
 
 from bench import scale
-from bench.layer_db import PRELOADED_JOB_ID_ENV, PRELOADED_RESULT_ID_ENV
-from bench.processes import ROOT
+from bench.layer_db import BENCH_TASK, PRELOADED_JOB_ID_ENV, PRELOADED_RESULT_ID_ENV
+from tests.bench.postgres import run
 
 psycopg = pytest.importorskip("psycopg")
 
-ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-PRELOADED_JOBS = 1000
-
-
-def admin_connection() -> psycopg.Connection | None:
-    try:
-        return psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError:
-        return None
-
-
-@pytest.fixture
-def database_url() -> Iterator[str]:
-    admin = admin_connection()
-    if admin is None:
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
-    name = f"bench_reset_test_{secrets.token_hex(4)}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def run(url: str, *args: str, marks: dict[str, str] | None = None) -> str:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("BENCH_PRELOADED")},
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "SECRET_KEY": "bench-test-only-not-a-secret-0123456789abcdefghijklmnopqrstuvwxyz",
-        "DEBUG": "0",
-        "DATABASE_URL": url.replace("postgresql://", "postgres://", 1),
-        **(marks or {}),
-    }
-    done = subprocess.run(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+GENERATED_JOBS = 1000
+# The load adds the jobs in flight (STARTED, SENT, RECEIVED) after the finished ones.
+PRELOADED_JOBS = GENERATED_JOBS + scale.RUNNING_ROWS + scale.QUEUED_ROWS
 
 
 def add_rows(conn: psycopg.Connection, jobs: int, results: int, prefix: str) -> None:
@@ -90,6 +42,33 @@ def add_rows(conn: psycopg.Connection, jobs: int, results: int, prefix: str) -> 
             "VALUES (%s, 'SUCCESS', 'application/json', 'utf-8', now(), now())",
             [f"{prefix}{k}"],
         )
+
+
+def add_beside(conn: psycopg.Connection, prefix: str) -> None:
+    """What the recorder writes beside a round's jobs: their attempts, a noop tally."""
+    conn.execute(
+        "INSERT INTO tasklayer_jobattempt (key, task_id, number, status, worker, started_at, "
+        "finished_at, error) SELECT task_id || ':1', task_id, 1, status, worker, started_at, "
+        "finished_at, '' FROM tasklayer_job WHERE task_id LIKE %s",
+        [f"{prefix}%"],
+    )
+    for period in ("m", "h"):
+        conn.execute(
+            "INSERT INTO tasklayer_jobtally (period, start, name, queue, status, count, "
+            "run_ms_total, run_ms_max, run_count, wait_ms_total, wait_ms_max, wait_count) "
+            "VALUES (%s, date_trunc('hour', now()), %s, 'default', 'SUCCESS', 3, 0, 0, 0, 0, "
+            "0, 0) ON CONFLICT DO NOTHING",
+            [period, BENCH_TASK],
+        )
+
+
+def beside_counts(conn: psycopg.Connection) -> tuple[int, int]:
+    """(attempt rows, tally rows) in the database."""
+    attempts = conn.execute("SELECT count(*) FROM tasklayer_jobattempt").fetchone()
+    tallies = conn.execute("SELECT count(*) FROM tasklayer_jobtally").fetchone()
+    assert attempts is not None
+    assert tallies is not None
+    return attempts[0], tallies[0]
 
 
 def add_outbox_message(conn: psycopg.Connection, task_id: str) -> None:
@@ -118,7 +97,7 @@ def counts(conn: psycopg.Connection) -> tuple[int, int]:
 
 def test_reset_deletes_only_rows_above_the_marks(database_url: str) -> None:
     run(database_url, "manage.py", "migrate", "--no-input", "-v", "0")
-    scale.load(database_url, PRELOADED_JOBS)
+    scale.load(database_url, GENERATED_JOBS)
     with psycopg.connect(database_url, autocommit=True) as conn:
         add_rows(conn, jobs=0, results=2, prefix="preloaded-")
         marks_line = run(database_url, "-m", "bench.layer_db", "mark")
@@ -126,10 +105,14 @@ def test_reset_deletes_only_rows_above_the_marks(database_url: str) -> None:
         env = {PRELOADED_JOB_ID_ENV: marks["jobs"], PRELOADED_RESULT_ID_ENV: marks["results"]}
         assert counts(conn) == (PRELOADED_JOBS, 2)
         assert run(database_url, "-m", "bench.layer_db", "rows", marks=env) == "jobs=0 results=0"
+        preloaded_beside = beside_counts(conn)
+        assert preloaded_beside[0] == GENERATED_JOBS + scale.RUNNING_ROWS  # each started once
 
         for round_number in (1, 2):  # ids keep rising: the second round is above the mark too
             add_rows(conn, jobs=3, results=2, prefix=f"round{round_number}-")
             add_outbox_message(conn, f"left-by-round{round_number}")
+            add_beside(conn, f"round{round_number}-")
+            assert beside_counts(conn) == (preloaded_beside[0] + 3, preloaded_beside[1] + 2)
             assert run(database_url, "-m", "bench.layer_db", "rows", marks=env) == (
                 "jobs=3 results=2"
             )
@@ -137,6 +120,7 @@ def test_reset_deletes_only_rows_above_the_marks(database_url: str) -> None:
             assert counts(conn) == (PRELOADED_JOBS, 2)
             # The next worker would publish a message left in the outbox into the round.
             assert outbox_messages(conn) == 0
+            assert beside_counts(conn) == preloaded_beside
             assert run(database_url, "-m", "bench.layer_db", "rows", marks=env) == (
                 "jobs=0 results=0"
             )
@@ -149,3 +133,4 @@ def test_reset_deletes_only_rows_above_the_marks(database_url: str) -> None:
         run(database_url, "-m", "bench.layer_db", "reset")
         assert counts(conn) == (0, 0)
         assert outbox_messages(conn) == 0
+        assert beside_counts(conn) == (0, 0)

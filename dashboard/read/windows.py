@@ -39,6 +39,11 @@ class Window:
     span: timedelta
     step: timedelta
 
+    @property
+    def step_label(self) -> str:
+        """The width of the window's chart buckets, in words ("minute", "hour", "day")."""
+        return {MINUTE: "minute", HOUR: "hour", DAY: "day"}.get(self.step, str(self.step))
+
 
 WINDOWS: tuple[Window, ...] = (
     Window("1h", "1 hour", HOUR, MINUTE),

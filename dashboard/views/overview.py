@@ -19,6 +19,7 @@ from dashboard.read.charts import throughput_chart
 from dashboard.read.status_counts import side_by_side, status_counts
 from dashboard.read.throughput import throughput_per_hour, throughput_per_minute
 from dashboard.read.windows import DAY, HOUR
+from tasks.operations import workers_online
 
 
 @dashboard_view
@@ -42,8 +43,9 @@ def _context() -> dict[str, Any]:
         "last_hour": last_hour,
         "last_day": last_day,
         "backlog": backlog(),
+        "workers": workers_online(now),
         "per_minute": per_minute,
         "per_hour": per_hour,
         "minute_chart": throughput_chart(per_minute, "Finished per minute, last 24 hours", "line"),
-        "hour_chart": throughput_chart(per_hour, "Finished per hour, last 30 days"),
+        "hour_chart": throughput_chart(per_hour, "Finished per hour, last 30 days", "line"),
     }

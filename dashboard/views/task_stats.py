@@ -45,7 +45,7 @@ def task_detail(request: HttpRequest, name: str) -> HttpResponse:
             "histogram": histogram_chart(
                 run_histogram(name, window.span, now), f"Run time of {name}"
             ),
-            "throughput": throughput_chart(series, f"{name} per bucket", task=name),
+            "throughput": throughput_chart(series, f"{name} per {window.step_label}", task=name),
             "series": series,
             "groups": failure_groups(window.span, now, name=name),
             "jobs_q": f"task:{name}",

@@ -155,7 +155,7 @@ def test_the_cards_count_and_link_the_jobs_behind_them(known_rows: datetime) -> 
     assert value == "2"
     assert explorer_query(href).startswith("status:failure after:")
     href, value, _ = card(html, "workers")
-    assert (value, href) == ("1", "/dashboard/running/")
+    assert (value, href) == ("1", "#workers")  # the table of workers below
 
 
 def test_jobs_by_status_over_the_last_hour_and_day(known_rows: datetime) -> None:
@@ -197,6 +197,13 @@ def test_backlog_per_configured_queue(known_rows: datetime) -> None:
         href, shown = re.findall(r'<a href="([^"]*)">([^<]*)</a>', row.group(1))[0]
         assert shown == number
         assert explorer_query(href) == f"status:pending,sent,received,retry queue:{queue}"
+
+
+def test_workers_online_are_listed(known_rows: datetime) -> None:
+    html = admin_client().get("/dashboard/").content.decode()
+    workers = re.search(r'<table class="data" data-table="workers"(.*?)</table>', html, re.S)
+    assert workers
+    assert re.findall(r'<tr data-worker="([^"]*)">', workers.group(1)) == ["w1@up"]
 
 
 def test_throughput_charts_fill_every_bucket_and_link_each_one(known_rows: datetime) -> None:

@@ -106,6 +106,9 @@ class Moment:
     label: str
     detail: str = ""
     status: str = ""
+    #: For a retried attempt: when the next one was due (shown in its line rather than
+    #: as a line of its own: with jitter, due times interleave with the attempts).
+    next_due: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,11 @@ class Family:
     retried_from: JobRef | None
     reruns: tuple[JobRef, ...]
     more_reruns: bool
+
+    @property
+    def parent_is_root(self) -> bool:
+        """The parent is the workflow's first job (a chain's second link): one line."""
+        return self.parent is not None and self.root is not None and self.parent == self.root
 
     @property
     def empty(self) -> bool:
@@ -342,7 +350,10 @@ def timeline_of(summary: Summary, attempts: Iterable[Attempt]) -> tuple[Moment, 
     moments = [Moment(summary.created_at, "Created", summary.queue and f"queue {summary.queue}")]
     if summary.sent_at:
         moments.append(Moment(summary.sent_at, "Sent", "published to the broker"))
-    if summary.eta and summary.eta > (summary.sent_at or summary.created_at):
+    attempts = tuple(attempts)
+    # `eta` is the latest due time: a countdown's, or the last retry's (shown with it).
+    retried = any(attempt.next_attempt_at for attempt in attempts)
+    if summary.eta and not retried and summary.eta > (summary.sent_at or summary.created_at):
         moments.append(Moment(summary.eta, "Due", "countdown or ETA"))
     for attempt in attempts:
         if attempt.started_at:
@@ -364,11 +375,8 @@ def timeline_of(summary: Summary, attempts: Iterable[Attempt]) -> tuple[Moment, 
                     f"Attempt {attempt.number}: {attempt.status.lower()}",
                     detail,
                     attempt.status,
+                    attempt.next_attempt_at,
                 )
-            )
-        if attempt.next_attempt_at:
-            moments.append(
-                Moment(attempt.next_attempt_at, f"Attempt {attempt.number + 1} due", "", "RETRY")
             )
     if summary.cancel_requested_at:
         moments.append(Moment(summary.cancel_requested_at, "Cancel requested", "", "REVOKED"))
@@ -521,7 +529,8 @@ def _first_line(text: str, limit: int = 160) -> str:
 def _short(seconds: float) -> str:
     """A run time inside a sentence of the timeline (the tables use the `duration` filter)."""
     if seconds < 1:
-        return f"{round(seconds * 1000)} ms"
+        millis = round(seconds * 1000)
+        return f"{millis} ms" if millis or not seconds else "<1 ms"
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, secs = divmod(round(seconds), 60)

@@ -17,8 +17,10 @@ urlpatterns = [
     path("jobs/", jobs.explorer, name="jobs"),
     path("jobs/export.csv", jobs.export, name="jobs-export"),
     path("jobs/suggest/", jobs.suggest, name="jobs-suggest"),
-    path("jobs/<str:task_id>/", job.job_detail, name="job"),
-    path("jobs/<str:task_id>/live/", job.job_live, name="job-live"),
+    # `path`, not `str`: a task id chosen by the caller (apply_async(task_id=...)) may
+    # hold a slash. The live URL comes first, so ".../live/" is never read as an id.
+    path("jobs/<path:task_id>/live/", job.job_live, name="job-live"),
+    path("jobs/<path:task_id>/", job.job_detail, name="job"),
     path("actions/preview/", actions.preview, name="action-preview"),
     path("actions/apply/", actions.apply, name="action-apply"),
     path("failures/", failures.failures, name="failures"),

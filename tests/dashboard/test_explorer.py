@@ -119,3 +119,13 @@ def test_the_nav_links_to_flower_only_when_its_url_is_set(admin_client_logged_in
     with override_settings(TASKS_FLOWER_URL="http://127.0.0.1:5555/"):
         html = admin_client_logged_in.get("/dashboard/jobs/").content.decode()
     assert 'href="http://127.0.0.1:5555/"' in html
+
+
+def test_a_task_id_with_a_slash_has_a_page_and_a_live_fragment(
+    admin_client_logged_in: Client,
+) -> None:
+    _job("batch/7/item-3", "demo.job", JobStatus.SUCCESS, 1)
+    listing = admin_client_logged_in.get("/dashboard/jobs/").content.decode()
+    assert 'href="/dashboard/jobs/batch/7/item-3/"' in listing
+    assert admin_client_logged_in.get("/dashboard/jobs/batch/7/item-3/").status_code == 200
+    assert admin_client_logged_in.get("/dashboard/jobs/batch/7/item-3/live/").status_code == 200

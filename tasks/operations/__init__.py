@@ -10,6 +10,7 @@ from tasks.operations.bulk import (
     BulkResult,
     Preview,
     Tally,
+    applies_to,
     bounded_count,
 )
 from tasks.operations.bulk import apply as apply_bulk
@@ -30,6 +31,7 @@ __all__ = [
     "Replayed",
     "Rerun",
     "Tally",
+    "applies_to",
     "apply_bulk",
     "bounded_count",
     "cancel",

@@ -92,6 +92,16 @@ SKIPPED: dict[BulkAction, tuple[tuple[str, Q], ...]] = {
 SKIPPED[BulkAction.PURGE] = SKIPPED[BulkAction.REPLAY]
 
 
+def applies_to(action: BulkAction, job: Job) -> bool:
+    """ELIGIBLE for one row already loaded (a job's page decides its buttons with it);
+    tests/tasks/test_bulk_rules.py checks that the two agree on every kind of job."""
+    if action in (BulkAction.CANCEL, BulkAction.HARD_CANCEL):
+        return job.status not in lifecycle.TERMINAL
+    if action is BulkAction.RETRY:
+        return job.status in RETRYABLE
+    return job.dead_lettered_at is not None and job.dead_letter_resolution == ""
+
+
 class BulkLimitExceeded(TaskLayerError):
     """More jobs match than one action may touch (TASKS_BULK_ACTION_LIMIT). Nothing was
     done: narrow the filter (a time range, a queue), or act in several steps."""

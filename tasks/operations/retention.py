@@ -72,7 +72,6 @@ def prune(
             if len(ids) < batch_size:
                 break
         deleted[rule.label] = total
-    deleted.update(prune_tallies(now))
     if any(deleted.values()):
         logger.info("Pruned jobs: %s", deleted)
     return deleted
@@ -100,4 +99,5 @@ def prune_tallies(now: datetime) -> dict[str, int]:
 
 @shared_task(name="tasks.retention.prune_jobs", ignore_result=True)
 def prune_jobs() -> dict[str, int]:
-    return prune()
+    """Beat's housekeeping: old jobs, then old tallies."""
+    return {**prune(), **prune_tallies(timezone.now())}

@@ -117,3 +117,25 @@ def test_a_job_that_succeeds_carries_no_fingerprint() -> None:
     write([_sent("s1", timezone.now()), JobEvent("s1", JobStatus.SUCCESS, 1)], [])
     assert Job.objects.get(task_id="s1").fingerprint == ""
     assert not FailureGroup.objects.exists()
+
+
+def test_retention_prunes_old_tallies_only_and_leaves_job_tallies_of_pruned_jobs() -> None:
+    from tasks.operations.retention import prune_jobs
+
+    now = timezone.now()
+
+    def tally(period: str, age: timedelta, name: str) -> None:
+        JobTally.objects.create(
+            period=period, start=now - age, name=name, queue="q", status=JobStatus.SUCCESS, count=1
+        )
+
+    tally(Period.MINUTE, timedelta(days=3), "old-minute")
+    tally(Period.MINUTE, timedelta(hours=3), "recent-minute")
+    tally(Period.HOUR, timedelta(days=401), "old-hour")
+    tally(Period.HOUR, timedelta(days=40), "hour-past-job-retention")
+    deleted = prune_jobs()
+    assert deleted["JOB_TALLIES"] == 2
+    assert set(JobTally.objects.values_list("name", flat=True)) == {
+        "recent-minute",
+        "hour-past-job-retention",
+    }

@@ -7,9 +7,10 @@ explorer URL a click opens, so every bar leads to the jobs behind it.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
+from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.read.explore import jobs_url, query, statuses
@@ -21,9 +22,9 @@ from tasks.models import JobStatus
 Chart = dict[str, Any]
 
 
-def bucket_label(start: datetime, step: timedelta, span: timedelta) -> str:
+def bucket_label(start: datetime, step: timedelta, span: timedelta, tz: tzinfo) -> str:
     """A bucket's start in local time, as short as the chart's span allows."""
-    local = timezone.localtime(start)
+    local = start.astimezone(tz)
     if step >= DAY:
         return local.strftime("%b %d")
     if span > DAY:
@@ -38,15 +39,18 @@ def throughput_chart(
     when given; all of the bucket's finished jobs when it had no failure)."""
     span = series.step * len(series.starts)
     task_term = f"task:{task}" if task else ""
+    # Looked up once: a day of minutes is 1,440 links.
+    tz, explorer = timezone.get_current_timezone(), reverse("dashboard:jobs")
     links = []
     for start, failed in zip(series.starts, series.failed, strict=True):
         wanted = (JobStatus.FAILURE,) if failed else (JobStatus.SUCCESS, JobStatus.FAILURE)
-        q = query(statuses(*wanted), task_term, after=start, before=start + series.step)
-        links.append(jobs_url(q))
+        end = start + series.step
+        q = query(statuses(*wanted), task_term, after=start, before=end, tz=tz)
+        links.append(jobs_url(q, explorer))
     return {
         "type": kind,
         "title": title,
-        "labels": [bucket_label(start, series.step, span) for start in series.starts],
+        "labels": [bucket_label(start, series.step, span, tz) for start in series.starts],
         "datasets": [
             {"label": "Succeeded", "data": list(series.succeeded), "status": JobStatus.SUCCESS},
             {"label": "Failed", "data": list(series.failed), "status": JobStatus.FAILURE},

@@ -11,27 +11,33 @@ in that period, which for jobs that finish within the minute or hour is the same
 
 from __future__ import annotations
 
-from datetime import datetime
-from urllib.parse import urlencode
+from datetime import datetime, tzinfo
+from urllib.parse import quote_plus
 
 from django.urls import reverse
 from django.utils import timezone
 
 
-def moment(at: datetime) -> str:
-    """`at` as an explorer time: local, no offset, minutes when it is on the minute."""
-    local = timezone.localtime(at).replace(tzinfo=None)
+def moment(at: datetime, tz: tzinfo | None = None) -> str:
+    """`at` as an explorer time: local (the current time zone, or `tz`), no offset,
+    minutes when it is on the minute."""
+    local = at.astimezone(tz or timezone.get_current_timezone()).replace(tzinfo=None)
     spec = "minutes" if local.second == 0 and local.microsecond == 0 else "seconds"
     return local.replace(microsecond=0).isoformat(timespec=spec)
 
 
-def query(*terms: str, after: datetime | None = None, before: datetime | None = None) -> str:
+def query(
+    *terms: str,
+    after: datetime | None = None,
+    before: datetime | None = None,
+    tz: tzinfo | None = None,
+) -> str:
     """A filter string: the terms, then the time bounds."""
     parts = [term for term in terms if term]
     if after is not None:
-        parts.append(f"after:{moment(after)}")
+        parts.append(f"after:{moment(after, tz)}")
     if before is not None:
-        parts.append(f"before:{moment(before)}")
+        parts.append(f"before:{moment(before, tz)}")
     return " ".join(parts)
 
 
@@ -40,6 +46,7 @@ def statuses(*names: str) -> str:
     return "status:" + ",".join(name.lower() for name in names)
 
 
-def jobs_url(q: str) -> str:
-    """The explorer listing the jobs of filter `q`."""
-    return f"{reverse('dashboard:jobs')}?{urlencode({'q': q})}"
+def jobs_url(q: str, explorer: str | None = None) -> str:
+    """The explorer listing the jobs of filter `q` (`explorer`: the explorer's path, when
+    the caller links many numbers and has looked it up once)."""
+    return f"{explorer or reverse('dashboard:jobs')}?q={quote_plus(q)}"

@@ -144,3 +144,15 @@ def test_no_failure_says_so() -> None:
     html = admin_client().get("/dashboard/failures/?window=1h").content.decode()
     assert "Nothing failed in the last 1 hour." in html
     assert "No failures" in html
+
+
+def test_a_failure_of_a_job_without_a_name_is_listed_without_a_task_link() -> None:
+    finish("nameless", JobStatus.FAILURE, timezone.now(), name="")
+    finish("slashed", JobStatus.FAILURE, timezone.now(), name="odd/name")
+    client = admin_client()
+    html = client.get("/dashboard/failures/").content.decode()
+    assert len(articles(html)) == 2
+    assert '<span class="mono">(no name)</span>' in html
+    assert '<span class="mono">odd/name</span>' in html
+    tasks = client.get("/dashboard/tasks/").content.decode()
+    assert '<span class="mono">(no name)</span>' in tasks

@@ -73,8 +73,10 @@ def _is_library(path: str) -> bool:
 
 
 def _short_path(path: str) -> str:
-    """The last three parts of a path: stable across checkouts and virtualenvs."""
-    return "/".join(path.replace("\\", "/").split("/")[-3:])
+    """The file and its folder (`billing/jobs.py`): the same in every checkout,
+    virtualenv and release directory, where the full path is not. The task name, also
+    in the fingerprint, keeps two files of that name in different packages apart."""
+    return "/".join(path.replace("\\", "/").split("/")[-2:])
 
 
 def _last_line(traceback: str) -> str:

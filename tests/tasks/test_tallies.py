@@ -98,7 +98,7 @@ def test_failures_are_grouped_and_the_job_row_carries_its_group() -> None:
     assert (group.name, group.exception, group.frame, group.count) == (
         "billing.charge",
         "TimeoutError",
-        "app/billing/jobs.py:charge",
+        "billing/jobs.py:charge",
         3,
     )
     assert group.sample_task_id == "f2"  # the latest failure is the sample

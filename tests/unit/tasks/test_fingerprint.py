@@ -18,7 +18,7 @@ requests.exceptions.Timeout: HTTPSConnectionPool(host='pay.example'): Read timed
 
 
 def test_the_innermost_application_frame_is_chosen_over_library_frames() -> None:
-    assert application_frame(TIMEOUT_IN_REQUESTS) == "app/billing/jobs.py:charge"
+    assert application_frame(TIMEOUT_IN_REQUESTS) == "billing/jobs.py:charge"
 
 
 def test_the_exception_class_comes_from_the_error_line_without_its_module() -> None:
@@ -48,4 +48,11 @@ def test_a_traceback_of_library_frames_only_groups_by_the_innermost_frame() -> N
         'Traceback (most recent call last):\n  File "/usr/lib/python3.11/json/decoder.py",'
         " line 355, in raw_decode\nValueError: bad\n"
     )
-    assert application_frame(only_library) == "python3.11/json/decoder.py:raw_decode"
+    assert application_frame(only_library) == "json/decoder.py:raw_decode"
+
+
+def test_the_same_code_in_another_checkout_or_release_directory_has_the_same_group() -> None:
+    elsewhere = TIMEOUT_IN_REQUESTS.replace("/srv/app/", "/opt/releases/2026-12-06/")
+    assert fingerprint("billing.charge", "Timeout: x", elsewhere) == fingerprint(
+        "billing.charge", "Timeout: x", TIMEOUT_IN_REQUESTS
+    )

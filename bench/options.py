@@ -21,6 +21,8 @@ class Options:
     # The 10M-row part adds paired rounds up to this many while a verdict's rounds
     # straddle its bound (bench.figures.straddles); never fewer than `rounds`.
     max_rounds: int = 0
+    # A layer drain with simulated dashboards polling (bench.rounds' dashboards_round).
+    dashboards: bool = False
 
     def __post_init__(self) -> None:
         self.max_rounds = max(self.max_rounds, self.rounds)
@@ -71,6 +73,11 @@ def parse_run_args(argv: list[str] | None) -> Options:
         help="jobs for the worker memory check (RSS after 5000 vs after this many; 0: skip)",
     )
     parser.add_argument(
+        "--no-dashboards",
+        action="store_true",
+        help="skip the layer drain with 20 dashboards polling every 2 s (bench.dashboard_load)",
+    )
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="smoke test: N=500, 1 round, memory check on 6000 jobs, SQLite only, no scale",
@@ -88,6 +95,7 @@ def parse_run_args(argv: list[str] | None) -> Options:
         memory_jobs=6000 if args.quick else args.memory_jobs,
         scale_rows=args.scale_rows if postgres and not args.no_scale else 0,
         max_rounds=rounds if args.quick else args.max_rounds,
+        dashboards=not args.no_dashboards,
     )
 
 

@@ -14,9 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import dashboards
 from bench.figures import median, over_rounds, paired, single, with_spread
 
-SIDES = ("bare", "layer", "bare-atomic", "layer-atomic")
+SIDES = ("bare", "layer", "layer-dashboards", "bare-atomic", "layer-atomic")
 
 # Issue 4's targets: (figure, how it is read, the bound).
 DRAIN_TARGET = 0.85
@@ -53,6 +54,12 @@ def ratios(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
             by_round(runs, "layer", "drain_per_s"), by_round(runs, "bare", "drain_per_s")
         ),
     }
+    with_dashboards = by_round(runs, "layer-dashboards", "drain_per_s")
+    if with_dashboards:
+        # The layer's drain with dashboards polling against the same round's bare drain.
+        result["drain_with_dashboards"] = paired(
+            with_dashboards, by_round(runs, "bare", "drain_per_s")
+        )
     atomic = by_round(runs, "layer-atomic", "enqueue_per_s")
     if atomic:
         # Both sides make the same view-shaped transaction (bench.producer).
@@ -99,6 +106,8 @@ def targets(
         r = entry["ratios_layer_over_bare"]
         runs = entry["runs"]
         verdicts.append(at_least(f"drain ratio, {label}", r["drain"], DRAIN_TARGET))
+        if "drain_with_dashboards" in r:
+            verdicts.append(dashboards_verdict(label, r["drain_with_dashboards"], runs))
         verdicts.append(at_least(f"enqueue ratio, {label}", r["enqueue"], ENQUEUE_TARGET))
         if "enqueue_in_transaction" in r:
             verdicts.append(
@@ -155,6 +164,28 @@ def targets(
     return verdicts
 
 
+def dashboards_verdict(
+    label: str, combined: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The drain ratio with the dashboards polling, at the plain drain's bound, with what
+    the dashboards did during the drains: a poll that failed (or none at all) means the
+    load was not what the line says, so it FAILs whatever the ratio."""
+    requests = sum(by_round(runs, "layer-dashboards", "dashboard_requests").values())
+    errors = sum(by_round(runs, "layer-dashboards", "dashboard_errors").values())
+    p95 = by_round(runs, "layer-dashboards", "dashboard_p95_ms")
+    cores = by_round(runs, "layer-dashboards", "dashboard_server_cores")
+    line = at_least(
+        f"drain ratio, {dashboards.CLIENTS} dashboards polling every "
+        f"{dashboards.INTERVAL_S:.0f} s ({requests:,} requests, {errors:,} errors; "
+        f"p95 {median(list(p95.values())) if p95 else 0:.0f} ms, server "
+        f"{median(list(cores.values())) if cores else 0:.2f} cores), {label}",
+        combined,
+        DRAIN_TARGET,
+    )
+    line["pass"] = bool(line["pass"] and requests and not errors)
+    return line
+
+
 def format_targets(verdicts: Sequence[Mapping[str, Any]]) -> str:
     rows = [
         [
@@ -190,6 +221,15 @@ def round_line(prefix: str, figures: Mapping[str, Any]) -> str:
             else ""
         )
         + (f", lag p95 {figures['lag_p95_ms']:.0f} ms" if "lag_p95_ms" in figures else "")
+        + (
+            f"; dashboards: {figures['dashboard_requests']} requests "
+            f"({figures['dashboard_requests_per_s']:.1f}/s), {figures['dashboard_errors']} "
+            f"errors {figures['dashboard_error_statuses'] or ''}, p95 "
+            f"{figures['dashboard_p95_ms']:.0f} ms, server {figures['dashboard_server_cores']:.2f} "
+            "cores"
+            if "dashboard_requests" in figures
+            else ""
+        )
     )
 
 
@@ -264,6 +304,19 @@ def format_report(
                 if side in summary
             ]
             + [["layer/bare", with_spread(r["enqueue"]), "", "", with_spread(r["drain"])]]
+            + (
+                [
+                    [
+                        "layer with dashboards polling / bare",
+                        "",
+                        "",
+                        "",
+                        with_spread(r["drain_with_dashboards"]),
+                    ]
+                ]
+                if "drain_with_dashboards" in r
+                else []
+            )
             + (
                 [
                     [

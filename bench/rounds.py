@@ -12,7 +12,10 @@ The rounds (`Bench.run`), for each database:
    counts a Redis INCR done by the task; the layer waits for N Job rows SUCCESS and N
    results stored (`bench.layer_db watch`); stop the worker (SIGTERM, then SIGKILL of
    its process group);
-4. flush and empty again; both sides publish N in a view-shaped transaction, in the
+4. unless `--no-dashboards`: flush and empty again, the layer publishes N more and
+   drains them while twenty simulated dashboards poll a gunicorn of the project on the
+   same database every 2 s (`dashboards_round`, bench.dashboard_load);
+5. flush and empty again; both sides publish N in a view-shaped transaction, in the
    same order and parts; the layer's round goes on until a worker's relay has
    published and run all N.
 
@@ -38,6 +41,7 @@ import redis
 
 from bench import processes, report
 from bench.bare_names import BROKER_URL_ENV, COUNTER_KEY, QUEUE
+from bench.dashboard_load import DashboardLoad
 from bench.databases import redacted
 from bench.figures import combine
 from bench.layer_db import PRELOADED_JOB_ID_ENV, PRELOADED_RESULT_ID_ENV
@@ -143,6 +147,7 @@ class Bench:
     # The Redis database of this bench's queues and event streams: two layers on one
     # server (bench.scale_ratios' empty and loaded tables) each need their own.
     redis_db: int = 0
+    static_collected: bool = False
 
     def __post_init__(self) -> None:
         url = with_database(self.redis_server.url, self.redis_db)
@@ -415,16 +420,53 @@ class Bench:
             "machine_cores": (end.machine_busy_s - start.machine_busy_s) / cpu_window_s,
         }
 
+    def dashboards_round(self, number: int) -> dict[str, Any]:
+        """The layer's drain again, while simulated dashboards poll a server of the
+        project on the same database (bench.dashboard_load): against this round's bare
+        drain, the drain ratio with the dashboards on (issue 21's "twenty dashboards
+        refreshing every 2 s"). Its own N publishes, made after the pair's drains."""
+        self.fresh_state()
+        produced = combine([self.produce("layer", number, self.n, "-dashboards")])
+        queued = self.check_queued(LAYER_QUEUE)
+        if not self.static_collected:
+            # Production settings serve hashed static files: pages need the manifest.
+            processes.run(
+                ["manage.py", "collectstatic", "--no-input", "-v", "0"],
+                self.layer_env,
+                self.log("collectstatic"),
+                timeout=600,
+            )
+            self.static_collected = True
+        label = f"layer-dashboards-{number}"
+        with DashboardLoad(self.layer_env, self.run_dir / "logs", label) as load:
+            start, end, done_at, completed = self.drain_layer(label)
+            polled = load.summary(start.at, done_at)
+        figures = self.figures(
+            "layer-dashboards", number, produced, queued, start, end, done_at, completed
+        )
+        figures.update(polled)
+        return figures
+
+    def drain_pair(self, number: int) -> None:
+        """Bare's and the layer's N publishes, interleaved, then each side's drain."""
+        self.fresh_state()
+        bare, layer = self.produce_pair("bare", "layer", number)
+        self.keep(number, self.bare_round(number, bare))
+        self.keep(number, self.layer_round(number, layer))
+
+    def atomic_pair(self, number: int) -> None:
+        """Both sides' N publishes in a view's transaction; the layer's relayed drain."""
+        self.fresh_state()
+        bare_atomic, layer_atomic = self.produce_pair("bare-atomic", "layer-atomic", number)
+        self.keep(number, self.atomic_enqueue_round(number, "bare-atomic", bare_atomic))
+        self.keep(number, self.atomic_enqueue_round(number, "layer-atomic", layer_atomic))
+
     def run(self) -> None:
         for number in range(1, self.options.rounds + 1):
-            self.fresh_state()
-            bare, layer = self.produce_pair("bare", "layer", number)
-            self.keep(number, self.bare_round(number, bare))
-            self.keep(number, self.layer_round(number, layer))
-            self.fresh_state()
-            bare_atomic, layer_atomic = self.produce_pair("bare-atomic", "layer-atomic", number)
-            self.keep(number, self.atomic_enqueue_round(number, "bare-atomic", bare_atomic))
-            self.keep(number, self.atomic_enqueue_round(number, "layer-atomic", layer_atomic))
+            self.drain_pair(number)
+            if self.options.dashboards:
+                self.keep(number, self.dashboards_round(number))
+            self.atomic_pair(number)
 
     def fresh_state(self) -> None:
         """An empty Redis and job table: every pair of sides starts from the same state."""

@@ -49,4 +49,6 @@ def statuses(*names: str) -> str:
 def jobs_url(q: str, explorer: str | None = None) -> str:
     """The explorer listing the jobs of filter `q` (`explorer`: the explorer's path, when
     the caller links many numbers and has looked it up once)."""
-    return f"{explorer or reverse('dashboard:jobs')}?q={quote_plus(q)}"
+    # ":" and "," are legal in a query string: left as they are, a chart of 1,440 links is
+    # a sixth smaller.
+    return f"{explorer or reverse('dashboard:jobs')}?q={quote_plus(q, safe=':,')}"

@@ -1,6 +1,7 @@
 """The overview, failures and tasks pages in a real browser with a real worker: the
-charts draw the worker's jobs, the always_fail group appears with its count (and its
-opened traceback survives a live refresh), the task pages draw their histogram.
+charts draw the worker's jobs, the always_fail group appears with its count (its opened
+traceback survives a live refresh) and "replay this group" previews its count and
+replays them, the task pages draw their histogram.
 Screenshots of each page at both sizes, light and dark."""
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def test_overview_failures_and_tasks_pages_draw_the_workers_jobs(
     group = FailureGroup.objects.get(name="tasks.demo.always_fail")
     failed = Job.objects.in_failure_group(group.fingerprint).count()
     assert failed >= 3
+    parked = Job.objects.in_failure_group(group.fingerprint).parked_dead_letters().count()
+    assert parked >= 3  # always_fail ends as a dead letter
 
     # No ORM calls inside the browser block (playwright's greenlet would get a
     # connection of its own): everything below goes through the pages.
@@ -103,6 +106,14 @@ def test_overview_failures_and_tasks_pages_draw_the_workers_jobs(
         assert article.locator("details").get_attribute("open") is not None
         assert article.locator("button[data-action='retry']").count() == 1
         shoot(page, shots, "failures")
+        # "Replay this group": the preview counts its dead letters, then replays them.
+        article.locator("button[data-action='replay']").click()
+        touched = page.locator(".preview-touched .value")
+        touched.wait_for()
+        assert touched.inner_text() == str(parked)
+        page.locator(".confirm-form button[type=submit]").click()
+        page.wait_for_url("**/dashboard/failures/**")
+        assert f"{parked} done" in page.locator(".flash").first.inner_text()
 
         page.goto(f"{live_server.url}/dashboard/tasks/")
         row = page.locator("tr[data-task='tasks.demo.add']")
@@ -115,3 +126,5 @@ def test_overview_failures_and_tasks_pages_draw_the_workers_jobs(
         assert chart_total(page, "chart-run-histogram") == 6
         assert chart_total(page, "chart-task-throughput") == 6
         shoot(page, shots, "task")
+    replays = Job.objects.filter(retried_from__fingerprint=group.fingerprint)
+    assert replays.count() == parked

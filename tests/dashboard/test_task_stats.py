@@ -141,3 +141,17 @@ def test_a_task_with_nothing_in_the_window(known_rows: None) -> None:
     assert re.search(r'data-card="count"[^>]*><span class="value">1</span>', html)
     empty = admin_client_get("/dashboard/tasks/unknown.task/")
     assert "No job of this task finished in the last 24 hours." in empty
+
+
+def test_a_task_page_charts_minutes_hours_or_days_by_window(known_rows: None) -> None:
+    client = admin_client()
+    for window, buckets, totals in (
+        ("1h", 60, (3, 1)),
+        ("7d", 7 * 24, (7, 1)),
+        ("30d", 30, (7, 1)),
+    ):
+        html = client.get(f"/dashboard/tasks/billing.charge/?window={window}").content.decode()
+        throughput = chart(html, "chart-task-throughput")
+        assert len(throughput["labels"]) == buckets, window
+        succeeded, failed = (d["data"] for d in throughput["datasets"])
+        assert (sum(succeeded), sum(failed)) == totals, window

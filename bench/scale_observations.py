@@ -128,7 +128,7 @@ INSERT INTO tasklayer_failuregroup (fingerprint, name, exception, frame, count, 
     last_seen, sample_task_id, sample_error, sample_traceback)
 SELECT DISTINCT ON (j.fingerprint)
     j.fingerprint, j.name, split_part(j.error, ':', 1),
-    'app/shop/tasks.py:' || split_part(j.name, '.', 3),
+    'shop/tasks.py:' || split_part(j.name, '.', 3),
     g.n, g.first_seen, g.last_seen, j.task_id, j.error, j.traceback
 FROM tasklayer_job j
 JOIN (

@@ -84,7 +84,7 @@ def test_groups_of_the_default_day_busiest_first_with_exact_counts(groups: dict[
     assert re.search(r"<strong data-count>3</strong>", billing)
     assert "5 in all" in billing
     assert "TimeoutError" in billing
-    assert "app/billing/jobs.py:charge" in billing
+    assert "billing/jobs.py:charge" in billing  # the frame (tasks.record.fingerprint)
     assert '<span class="mono">high</span>, <span class="mono">low</span>' in billing
     assert "<b>bold</b>" not in billing  # the error and traceback are escaped
     assert "&lt;b&gt;bold&lt;/b&gt;" in billing

@@ -404,6 +404,7 @@ from tasks.observations import (  # noqa: E402
     FailureGroup,
     FailureTally,
     JobTally,
+    StatusTally,
     TimingTally,
     WorkerBeat,
 )
@@ -418,6 +419,7 @@ __all__ = [
     "JobStatus",
     "JobTally",
     "OutboxMessage",
+    "StatusTally",
     "TimingTally",
     "WorkerBeat",
 ]

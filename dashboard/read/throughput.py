@@ -1,22 +1,25 @@
 """Jobs that succeeded and failed per minute, hour or day: the throughput charts.
 
-Read from JobTally rows of one period over a range of starts (the unique index's
-leading columns), summed over task names and queues; buckets in which nothing finished
-are filled with zeros so the chart's time axis stays even. Day buckets add up hour rows.
+All tasks: StatusTally rows of one period (the recorder's per-status totals: 1,440
+rows per status for a day of minutes, whatever the number of tasks and queues). One
+task: its JobTally rows through the (name, period, start) index, summed over queues.
+Buckets in which nothing finished are filled with zeros so the time axis stays even.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
-from dashboard.read.buckets import bucket_starts, fill, regroup
-from dashboard.read.windows import HOUR, HOUR_ROWS, MINUTE, MINUTE_ROWS, Window
-from tasks.models import JobStatus, JobTally
+from dashboard.read.buckets import bucket_starts, fill
+from dashboard.read.windows import DAY, DAY_ROWS, HOUR, HOUR_ROWS, MINUTE, MINUTE_ROWS, Window
+from tasks.models import JobStatus, JobTally, StatusTally
 
+PERIOD_OF_STEP = {MINUTE: MINUTE_ROWS, HOUR: HOUR_ROWS, DAY: DAY_ROWS}
 MINUTES_PER_DAY = 24 * 60
 HOURS_PER_30_DAYS = 30 * 24
 
@@ -44,21 +47,22 @@ def throughput(
 ) -> Throughput:
     """Succeeded and failed per bucket of `step` (a minute, an hour or a day) from the
     bucket holding `first` to the one holding `last`; of one task when `name` is given."""
-    period = MINUTE_ROWS if step == MINUTE else HOUR_ROWS
+    period = PERIOD_OF_STEP[step]
     starts = bucket_starts(first, last, step)
-    rows = JobTally.objects.filter(
-        period=period,
-        start__gte=starts[0],
-        start__lt=starts[-1] + step,
-        status__in=[JobStatus.SUCCESS, JobStatus.FAILURE],
+    in_range = {
+        "period": period,
+        "start__gte": starts[0],
+        "start__lt": starts[-1] + step,
+        "status__in": [JobStatus.SUCCESS, JobStatus.FAILURE],
+    }
+    rows: QuerySet[Any] = (
+        StatusTally.objects.filter(**in_range)
+        if name is None
+        else JobTally.objects.filter(name=name, **in_range)
     )
-    if name is not None:
-        rows = rows.filter(name=name)
     sums: dict[str, dict[datetime, int]] = {JobStatus.SUCCESS: {}, JobStatus.FAILURE: {}}
     for row in rows.order_by().values("start", "status").annotate(total=Sum("count")):
         sums[row["status"]][row["start"]] = int(row["total"] or 0)
-    if step > HOUR:
-        sums = {status: regroup(values, step) for status, values in sums.items()}
     return Throughput(
         step,
         tuple(starts),

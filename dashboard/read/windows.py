@@ -1,10 +1,12 @@
 """The time windows a page offers (1 h, 24 h, 7 d, 30 d) and which tally rows cover them.
 
-The recorder tallies finished jobs per minute and per hour (the same jobs in both), and
-keeps minute rows for two days. A window ending now is read as whole hours where it can
-(a 24-hour window is 23 hour rows instead of 1,440 minute rows per task) and minutes at
-its ragged ends, so its count is exact to the minute. Windows longer than a day read
-hour rows only and start on the hour: the page shows the start it actually used.
+The recorder tallies finished jobs per minute, hour and day (the same jobs in each,
+days in UTC), and keeps minute rows for two days. A window ending now is read as whole
+hours where it can (a 24-hour window is 23 hour rows instead of 1,440 minute rows per
+task) and minutes at its ragged ends, so its count is exact to the minute. Windows
+longer than a day start on the hour (the page shows the start it actually used) and
+read whole days as day rows, hours at their ends: 30 days are 30 day rows and at most
+48 hour rows per task instead of 720.
 
 Pure: no Django, no I/O.
 """
@@ -24,6 +26,7 @@ DAY = timedelta(days=1)
 # checks that they agree).
 MINUTE_ROWS = "m"
 HOUR_ROWS = "h"
+DAY_ROWS = "d"
 
 #: The longest window read with minute rows at its ends (they are kept two days).
 MINUTES_WITHIN = DAY
@@ -84,7 +87,17 @@ def tally_span(now: datetime, span: timedelta) -> Span:
     end = floor(now, MINUTE) + MINUTE
     if span > MINUTES_WITHIN:
         start = floor(start, HOUR)
-        return Span(start, end, (TallyRange(HOUR_ROWS, start, floor(now, HOUR) + HOUR),))
+        end = floor(now, HOUR) + HOUR
+        first_day = floor(start + DAY - HOUR, DAY)  # the first whole day in the window
+        last_day = floor(end, DAY)
+        if first_day >= last_day:
+            return Span(start, end, (TallyRange(HOUR_ROWS, start, end),))
+        days = [
+            TallyRange(HOUR_ROWS, start, first_day),
+            TallyRange(DAY_ROWS, first_day, last_day),
+            TallyRange(HOUR_ROWS, last_day, end),
+        ]
+        return Span(start, end, tuple(r for r in days if r.start < r.end))
     first_hour = floor(start + HOUR - MINUTE, HOUR)  # the first whole hour in the window
     last_hour = floor(end, HOUR)  # the start of the hour `now` is in (when not whole)
     if first_hour >= last_hour:

@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from tasks.conf import layer_settings
-from tasks.models import FailureTally, Job, JobStatus, JobTally, TimingTally
+from tasks.models import FailureTally, Job, JobStatus, JobTally, StatusTally, TimingTally
 from tasks.observations import Period
 
 logger = logging.getLogger(__name__)
@@ -78,8 +78,8 @@ def prune(
 
 
 #: Per-minute tallies answer the last day's questions (charts per minute over 24 hours);
-#: per-hour tallies the longer ones (30-day charts, task statistics), and they outlive
-#: the job rows. Neither depends on the job retention above.
+#: per-hour and per-day tallies the longer ones (30-day charts, task statistics), and
+#: they outlive the job rows. None depends on the job retention above.
 KEEP_MINUTE_TALLIES = timedelta(days=2)
 KEEP_HOUR_TALLIES = timedelta(days=400)
 
@@ -87,10 +87,14 @@ KEEP_HOUR_TALLIES = timedelta(days=400)
 def prune_tallies(now: datetime) -> dict[str, int]:
     """Delete tallies past their keep; they are few, so one statement per table."""
     deleted: dict[str, int] = {}
-    for label, model in (("JOB_TALLIES", JobTally), ("TIMING_TALLIES", TimingTally)):
-        minutes = Q(period=Period.MINUTE, start__lt=now - KEEP_MINUTE_TALLIES)
-        hours = Q(period=Period.HOUR, start__lt=now - KEEP_HOUR_TALLIES)
-        deleted[label] = model.objects.filter(minutes | hours).delete()[0]
+    minutes = Q(period=Period.MINUTE, start__lt=now - KEEP_MINUTE_TALLIES)
+    hours_and_days = Q(period__in=[Period.HOUR, Period.DAY], start__lt=now - KEEP_HOUR_TALLIES)
+    for label, model in (
+        ("JOB_TALLIES", JobTally),
+        ("STATUS_TALLIES", StatusTally),
+        ("TIMING_TALLIES", TimingTally),
+    ):
+        deleted[label] = model.objects.filter(minutes | hours_and_days).delete()[0]
     deleted["FAILURE_TALLIES"] = FailureTally.objects.filter(
         start__lt=now - KEEP_HOUR_TALLIES
     ).delete()[0]

@@ -16,13 +16,21 @@ import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import connection
 
 from tasks import lifecycle
-from tasks.models import FailureGroup, FailureTally, Job, JobStatus, JobTally, TimingTally
+from tasks.models import (
+    FailureGroup,
+    FailureTally,
+    Job,
+    JobStatus,
+    JobTally,
+    StatusTally,
+    TimingTally,
+)
 from tasks.observations import BUCKET_BOUNDS_MS, Measure, Period
 from tasks.record.events import JobEvent
 from tasks.record.fingerprint import fingerprint
@@ -35,7 +43,11 @@ FAILURE_GROUP_VALUES = (
     *("name", "exception", "frame", "count", "first_seen", "last_seen"),
     *("sample_task_id", "sample_error", "sample_traceback"),
 )
-PERIODS: tuple[tuple[str, str], ...] = ((Period.MINUTE, "minute"), (Period.HOUR, "hour"))
+PERIODS: tuple[tuple[str, str], ...] = (
+    (Period.MINUTE, "minute"),
+    (Period.HOUR, "hour"),
+    (Period.DAY, "day"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +104,7 @@ class Finishing:
         if not self.finished:
             return
         _add_job_tallies(self.finished)
+        _add_status_tallies(self.finished)
         _add_timing_tallies(self.finished)
         failures = [item for item in self.finished if item.fingerprint]
         if failures:
@@ -169,6 +182,19 @@ def _add_job_tallies(finished: Iterable[Finished]) -> None:
     )
 
 
+def _add_status_tallies(finished: Iterable[Finished]) -> None:
+    counts: dict[tuple[Any, ...], int] = defaultdict(int)
+    for item in finished:
+        for period, unit in PERIODS:
+            counts[(period, _truncate(item.at, unit), item.status)] += 1
+    _upsert(
+        StatusTally,
+        keys=("period", "start", "status"),
+        rows=[(*key, count) for key, count in counts.items()],
+        added=("count",),
+    )
+
+
 def _add_timing_tallies(finished: Iterable[Finished]) -> None:
     counts: dict[tuple[Any, ...], int] = defaultdict(int)
     for item in finished:
@@ -237,9 +263,14 @@ def _add_failures(failures: Sequence[Finished]) -> None:
 
 
 def _truncate(moment: datetime, unit: str) -> datetime:
+    """The start of the minute, hour or day `moment` is in, in UTC (days start at
+    midnight UTC whatever the site's time zone: a tally row is one period everywhere)."""
+    moment = moment.astimezone(UTC)
     if unit == "minute":
         return moment.replace(second=0, microsecond=0)
-    return moment.replace(minute=0, second=0, microsecond=0)
+    if unit == "hour":
+        return moment.replace(minute=0, second=0, microsecond=0)
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _upsert(

@@ -7,7 +7,15 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tasks.models import FailureGroup, FailureTally, Job, JobStatus, JobTally, TimingTally
+from tasks.models import (
+    FailureGroup,
+    FailureTally,
+    Job,
+    JobStatus,
+    JobTally,
+    StatusTally,
+    TimingTally,
+)
 from tasks.observations import Measure, Period
 from tasks.record.events import JobEvent
 from tasks.record.service import write
@@ -56,6 +64,10 @@ def test_a_finished_job_is_counted_once_per_minute_and_hour_with_its_times() -> 
     assert hour.start == now.replace(minute=0, second=0)
     run = TimingTally.objects.get(period=Period.HOUR, measure=Measure.RUN)
     assert (run.bucket, run.count) == (bucket_of(1000), 1)
+    day = JobTally.objects.get(period=Period.DAY)
+    assert (day.start, day.count) == (now.replace(hour=0, minute=0, second=0), 1)
+    totals = {(t.period, t.status): t.count for t in StatusTally.objects.all()}
+    assert totals == {(period, JobStatus.SUCCESS): 1 for period in Period.values}
 
 
 def test_many_jobs_in_one_batch_add_up() -> None:

@@ -11,6 +11,7 @@ import pytest
 from dashboard.read.buckets import bucket_starts, fill, floor, regroup
 from dashboard.read.windows import (
     DAY,
+    DAY_ROWS,
     HOUR,
     HOUR_ROWS,
     MINUTE,
@@ -76,7 +77,7 @@ def test_a_day_reads_whole_hours_and_minutes_at_its_ends() -> None:
 
 def test_ranges_never_overlap_and_leave_no_gap() -> None:
     for now in (NOW, at(10), at(10, 59), datetime(2026, 12, 6, 23, 59, 59, tzinfo=UTC)):
-        for span in (MINUTE, HOUR, 2 * HOUR, DAY, 7 * DAY):
+        for span in (MINUTE, HOUR, 2 * HOUR, DAY, 2 * DAY, 7 * DAY, 30 * DAY):
             ranges = tally_span(now, span).ranges
             assert ranges[0].start == tally_span(now, span).start
             for before, after in itertools.pairwise(ranges):
@@ -88,18 +89,25 @@ def test_ranges_never_overlap_and_leave_no_gap() -> None:
                 if part.period == HOUR_ROWS:
                     assert floor(part.start, HOUR) == part.start
                     assert floor(part.end, HOUR) == part.end
+                if part.period == DAY_ROWS:
+                    assert floor(part.start, DAY) == part.start
+                    assert floor(part.end, DAY) == part.end
 
 
-def test_a_week_reads_hour_rows_from_the_start_of_its_first_hour() -> None:
+def test_a_week_reads_whole_days_as_day_rows_and_hours_at_its_ends() -> None:
     span = tally_span(NOW, 7 * DAY)
     assert span.start == datetime(2026, 11, 29, 10, tzinfo=UTC)
-    assert span.ranges == (TallyRange(HOUR_ROWS, span.start, at(11)),)
+    assert span.ranges == (
+        TallyRange(HOUR_ROWS, span.start, datetime(2026, 11, 30, tzinfo=UTC)),
+        TallyRange(DAY_ROWS, datetime(2026, 11, 30, tzinfo=UTC), at(0)),
+        TallyRange(HOUR_ROWS, at(0), at(11)),
+    )
 
 
 def test_the_period_values_are_the_layers() -> None:
     from tasks.observations import Period
 
-    assert (MINUTE_ROWS, HOUR_ROWS) == (Period.MINUTE, Period.HOUR)
+    assert (MINUTE_ROWS, HOUR_ROWS, DAY_ROWS) == (Period.MINUTE, Period.HOUR, Period.DAY)
 
 
 @pytest.mark.parametrize(

@@ -280,6 +280,16 @@ def test_an_admin_sees_the_actions_that_apply_to_the_job(
     assert action_forms(page(admin_client, "job-main")) == ["retry"]
     assert action_forms(page(admin_client, "job-busy")) == ["cancel", "hard_cancel"]
     assert action_forms(page(admin_client, "job-dead")) == ["retry", "replay", "purge"]
+    # A dead letter already replayed is no longer parked: nothing left to replay or purge.
+    make_job(
+        "job-replayed",
+        status=JobStatus.FAILURE,
+        dead_lettered_at=at(9),
+        dead_letter_resolution="replayed",
+        dead_letter_resolved_at=at(20),
+        correlation_id="",
+    )
+    assert action_forms(page(admin_client, "job-replayed")) == ["retry"]
     html = page(admin_client, "job-main")
     form = re.search(
         r'<form method="post" action="/dashboard/actions/preview/".*?</form>', html, re.S
@@ -288,6 +298,16 @@ def test_an_admin_sees_the_actions_that_apply_to_the_job(
     assert 'name="task_id" value="job-main"' in form.group(0)
     assert 'name="next" value="/dashboard/jobs/job-main/"' in form.group(0)
     assert 'name="csrfmiddlewaretoken"' in form.group(0)
+
+
+def test_the_pages_are_styled_by_the_stylesheet_alone(
+    admin_client: Client, failed_job: Job
+) -> None:
+    """Their layout lives in dashboard.css (one cached file, one place for the look)."""
+    running = admin_client.get("/dashboard/running/").content.decode()
+    for html in (page(admin_client, "job-main"), running):
+        assert "<style" not in html
+        assert re.search(r'<link rel="stylesheet" href="[^"]*/dashboard/dashboard\.[^"]*css"', html)
 
 
 def test_a_user_sees_only_the_buttons_of_their_permissions(client: Client) -> None:

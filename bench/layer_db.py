@@ -130,6 +130,7 @@ def reset() -> int:
         JobAttempt,
         JobTally,
         OutboxMessage,
+        StatusTally,
         TimingTally,
         WorkerBeat,
     )
@@ -139,7 +140,7 @@ def reset() -> int:
         return reset_above(*marks)
     models = (
         *(Job, TaskResult, OutboxMessage, JobAttempt),
-        *(JobTally, TimingTally, FailureGroup, FailureTally, WorkerBeat),
+        *(JobTally, StatusTally, TimingTally, FailureGroup, FailureTally, WorkerBeat),
     )
     tables = [connection.ops.quote_name(m._meta.db_table) for m in models]
     with connection.cursor() as cursor:
@@ -155,8 +156,10 @@ def reset_above(job_mark: int, result_mark: int) -> int:
     """Delete the rows above the marks (the rounds' own), keep the preloaded ones, and
     every outbox message (none is preloaded). The rounds' attempts go with their jobs
     (by task id, through its index), their tallies by task name (BENCH_TASK: the
-    preloaded tallies are of other names); `noop` never fails, so the failure groups
-    and the heartbeats (one row per worker name, rewritten by each round) stay.
+    preloaded tallies are of other names), and the per-status tallies, into whose rows
+    (today, this hour) the rounds added, are summed again from the task rows left;
+    `noop` never fails, so the failure groups and the heartbeats (one row per worker
+    name, rewritten by each round) stay.
 
     `id > mark` is a range scan of the primary key over the few thousand rows a round
     wrote. A plain VACUUM then makes their space reusable and cuts the emptied pages off
@@ -167,10 +170,10 @@ def reset_above(job_mark: int, result_mark: int) -> int:
     from django.db import connection
     from django_celery_results.models import TaskResult
 
-    from tasks.models import Job, JobAttempt, JobTally, OutboxMessage, TimingTally
+    from tasks.models import Job, JobAttempt, JobTally, OutboxMessage, StatusTally, TimingTally
 
     pairs = [(Job, job_mark), (TaskResult, result_mark)]
-    beside = (JobAttempt, JobTally, TimingTally)
+    beside = (JobAttempt, JobTally, StatusTally, TimingTally)
     quote = connection.ops.quote_name
     started = time.monotonic()
     deleted = []
@@ -183,6 +186,12 @@ def reset_above(job_mark: int, result_mark: int) -> int:
         for model in (JobTally, TimingTally):
             table = quote(model._meta.db_table)
             cursor.execute(f"DELETE FROM {table} WHERE name = %s", [BENCH_TASK])  # noqa: S608
+        statuses, tasks = quote(StatusTally._meta.db_table), quote(JobTally._meta.db_table)
+        cursor.execute(f"DELETE FROM {statuses}")  # noqa: S608 (our own table names)
+        cursor.execute(
+            f"INSERT INTO {statuses} (period, start, status, count) "  # noqa: S608
+            f"SELECT period, start, status, sum(count) FROM {tasks} GROUP BY 1, 2, 3"
+        )
         for model, top in pairs:
             table = connection.ops.quote_name(model._meta.db_table)
             cursor.execute(f"DELETE FROM {table} WHERE id > %s", [top])  # noqa: S608

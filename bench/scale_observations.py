@@ -2,25 +2,31 @@
 
 A table of 10 million jobs that a real deployment recorded comes with what the recorder
 wrote as those jobs ran (tasks.record): an attempt row per job that started, the
-tallies of finished jobs per hour and per minute with their timing histograms
-(tasks.record.tallies), a failure group per fingerprint with its hourly tally, and the
-workers' heartbeats. The dashboard reads those, so the bench's load must hold them, or
-its pages would be timed on tables a deployment never has.
+tallies of finished jobs per minute, hour and day by task and queue with their timing
+histograms, the same per status across all tasks (tasks.record.tallies), a failure
+group per fingerprint with its hourly tally, and the workers' heartbeats. The dashboard
+reads those, so the bench's load must hold them, or its pages would be timed on tables a
+deployment never has.
 
 Each is one INSERT ... SELECT ... GROUP BY on the server over the loaded job rows, with
 the definitions of tasks.record.tallies:
 
-- a job counts once, when it reached a final status, under the minute and the hour of
-  its `finished_at` (UTC);
+- a job counts once, when it reached a final status, under the minute, the hour and the
+  day of its `finished_at` (UTC);
 - run = finished - started, wait = started - sent, in whole milliseconds as `_ms`
   computes them (a float of seconds times 1000, truncated: `ms_sql`), none when either
   end is missing or the interval is negative;
 - the histogram bucket is `bisect_left(BUCKET_BOUNDS_MS, ms)`: for an integer ms that
   is `width_bucket(ms - 1, bounds)`, the number of bounds at or below ms - 1, that is
   strictly below ms (`bucket_sql`; tests/unit/bench checks it on the edges);
-- hour rows for all 30 days, minute rows only for the last two (retention keeps minute
-  rows two days: tasks.operations.retention.KEEP_MINUTE_TALLIES);
+- hour and day rows for all 30 days, minute rows only for the last two (retention
+  keeps minute rows two days: tasks.operations.retention.KEEP_MINUTE_TALLIES);
 - a failure group's sample is its latest failure.
+
+Two full scans of the job table (hours, and the hours' histograms); the minutes read
+two days through the created_at index. Day rows are the sums of their UTC hours and the
+per-status rows the sums of the task rows, so they are added up from those rather than
+from the jobs again: the same numbers, from a few hundred thousand rows.
 
 The constants below are copies of the layer's (the loader runs where Django is not set
 up); tests/unit/bench/test_scale_observations.py checks they still match.
@@ -57,7 +63,8 @@ TERMINAL: tuple[str, ...] = ("FAILURE", "REVOKED", "SUCCESS")
 # tasks.operations.retention.KEEP_MINUTE_TALLIES, in days
 MINUTE_TALLY_DAYS = 2
 # tasks.observations.Period
-HOUR, MINUTE = "h", "m"
+HOUR, MINUTE, DAY = "h", "m", "d"
+UNITS = {MINUTE: "minute", HOUR: "hour", DAY: "day"}
 
 
 def ms_sql(start: str, end: str) -> str:
@@ -97,7 +104,7 @@ def finished_jobs_sql(since: str | None = None) -> str:
 
 
 def job_tally_sql(period: str, since: str | None) -> str:
-    unit = "hour" if period == HOUR else "minute"
+    unit = UNITS[period]
     return (
         "INSERT INTO tasklayer_jobtally (period, start, name, queue, status, count, "  # noqa: S608
         "run_ms_total, run_ms_max, run_count, wait_ms_total, wait_ms_max, wait_count) "
@@ -109,7 +116,7 @@ def job_tally_sql(period: str, since: str | None) -> str:
 
 
 def timing_tally_sql(period: str, since: str | None) -> str:
-    unit = "hour" if period == HOUR else "minute"
+    unit = UNITS[period]
     return (
         "INSERT INTO tasklayer_timingtally (period, start, name, measure, bucket, count) "  # noqa: S608
         f"SELECT '{period}', date_trunc('{unit}', f.at), f.name, m.measure, "
@@ -120,6 +127,24 @@ def timing_tally_sql(period: str, since: str | None) -> str:
     )
 
 
+# A day's rows: the sums of its 24 hour rows (maxima of maxima).
+JOB_TALLY_DAYS_SQL = """
+INSERT INTO tasklayer_jobtally (period, start, name, queue, status, count, run_ms_total,
+    run_ms_max, run_count, wait_ms_total, wait_ms_max, wait_count)
+SELECT 'd', date_trunc('day', start), name, queue, status, sum(count), sum(run_ms_total),
+    max(run_ms_max), sum(run_count), sum(wait_ms_total), max(wait_ms_max), sum(wait_count)
+FROM tasklayer_jobtally WHERE period = 'h' GROUP BY 2, 3, 4, 5
+"""
+TIMING_TALLY_DAYS_SQL = """
+INSERT INTO tasklayer_timingtally (period, start, name, measure, bucket, count)
+SELECT 'd', date_trunc('day', start), name, measure, bucket, sum(count)
+FROM tasklayer_timingtally WHERE period = 'h' GROUP BY 2, 3, 4, 5
+"""
+# Per status across every task and queue: the sums of the task rows, in every period.
+STATUS_TALLY_SQL = """
+INSERT INTO tasklayer_statustally (period, start, status, count)
+SELECT period, start, status, sum(count) FROM tasklayer_jobtally GROUP BY 1, 2, 3
+"""
 # One group per fingerprint, its sample the latest failure. The exception is the class
 # before the error's first colon and the frame the innermost application frame, as
 # tasks.record.fingerprint reads them from the generated error and traceback.
@@ -162,6 +187,7 @@ FROM generate_series(0, %(workers)s - 1) AS k
 """
 OBSERVATION_TABLES = (
     "tasklayer_jobtally",
+    "tasklayer_statustally",
     "tasklayer_timingtally",
     "tasklayer_failuregroup",
     "tasklayer_failuretally",
@@ -188,10 +214,16 @@ def write_observations(conn: Any, workers: int) -> dict[str, float]:
     conn.execute("SET TIME ZONE 'UTC'")  # date_trunc of timestamptz: the recorder's UTC
     conn.execute("SET work_mem = '256MB'")  # the hour groups' hash tables fit in memory
     steps = {
-        "job_tallies_s": [job_tally_sql(HOUR, None), job_tally_sql(MINUTE, minutes_since())],
+        "job_tallies_s": [
+            job_tally_sql(HOUR, None),
+            job_tally_sql(MINUTE, minutes_since()),
+            JOB_TALLY_DAYS_SQL,
+            STATUS_TALLY_SQL,
+        ],
         "timing_tallies_s": [
             timing_tally_sql(HOUR, None),
             timing_tally_sql(MINUTE, minutes_since()),
+            TIMING_TALLY_DAYS_SQL,
         ],
         "failures_s": [FAILURE_GROUP_SQL, FAILURE_TALLY_SQL],
     }

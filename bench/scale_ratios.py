@@ -135,7 +135,10 @@ def admin_and_dashboard_queries(loaded: Bench, rows: int) -> list[dict[str, Any]
     log = loaded.log("queries")
     # Production settings serve hashed static files: the admin pages need the manifest.
     processes.run(["manage.py", "collectstatic", "--no-input", "-v", "0"], env, log, 600)
-    out = processes.run(["-m", "bench.scale", "--rows", str(rows), "--measure-only"], env, log, 600)
+    # 100 samples of each of some twenty pages: minutes, more when a page is slow.
+    out = processes.run(
+        ["-m", "bench.scale", "--rows", str(rows), "--measure-only"], env, log, 1800
+    )
     queries = json.loads(out.strip().splitlines()[-1])
     for query in queries:
         if "failed" in query:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from bench import scale, scale_observations
-from tasks.models import FailureGroup, FailureTally, JobTally, TimingTally
+from tasks.models import FailureGroup, FailureTally, JobTally, StatusTally, TimingTally
 from tasks.record.fingerprint import fingerprint
 from tasks.record.tallies import Finished, Finishing, _ms, bucket_of
 from tests.bench.postgres import run
@@ -30,6 +30,7 @@ JOB_TALLY = (
     *("run_count", "wait_ms_total", "wait_ms_max", "wait_count"),
 )
 TIMING_TALLY = ("period", "start", "name", "measure", "bucket", "count")
+STATUS_TALLY = ("period", "start", "status", "count")
 FAILURE_GROUP = (
     *("fingerprint", "name", "exception", "frame", "count", "first_seen", "last_seen"),
     *("sample_task_id", "sample_error", "sample_traceback"),
@@ -94,6 +95,7 @@ def test_the_loads_tallies_failure_groups_and_attempts_are_the_recorders(
         tables = {
             "job": loaded(conn, "tasklayer_jobtally", JOB_TALLY),
             "timing": loaded(conn, "tasklayer_timingtally", TIMING_TALLY),
+            "status": loaded(conn, "tasklayer_statustally", STATUS_TALLY),
             "groups": loaded(conn, "tasklayer_failuregroup", FAILURE_GROUP),
             "failures": loaded(conn, "tasklayer_failuretally", FAILURE_TALLY),
         }
@@ -116,10 +118,12 @@ def test_the_loads_tallies_failure_groups_and_attempts_are_the_recorders(
     assert abs(first_minute - kept_from) < timedelta(minutes=15)
 
     def kept(rows: set[tuple[Any, ...]]) -> set[tuple[Any, ...]]:
-        return {row for row in rows if row[0] == "h" or row[1] >= first_minute}
+        return {row for row in rows if row[0] != "m" or row[1] >= first_minute}
 
     assert tables["job"] == kept(recorded(JobTally, JOB_TALLY))
     assert tables["timing"] == kept(recorded(TimingTally, TIMING_TALLY))
+    assert tables["status"] == kept(recorded(StatusTally, STATUS_TALLY))
+    assert {row[0] for row in tables["job"]} == {"m", "h", "d"}
     assert tables["groups"] == recorded(FailureGroup, FAILURE_GROUP)
     assert tables["failures"] == recorded(FailureTally, FAILURE_TALLY)
     assert len(tables["groups"]) == 2 * len(scale.NAMES)  # ValueError, TimeoutError per task

@@ -18,7 +18,7 @@ from bench import scale, scale_observations
 from tasks import lifecycle
 from tasks.observations import BUCKET_BOUNDS_MS, Period
 from tasks.operations.retention import KEEP_MINUTE_TALLIES
-from tasks.record.tallies import _ms, bucket_of
+from tasks.record.tallies import PERIODS, _ms, bucket_of
 
 EPOCH = datetime(2026, 12, 1, tzinfo=UTC)
 EDGES = sorted(
@@ -40,7 +40,12 @@ def test_the_loader_copies_the_layers_constants() -> None:
     assert scale_observations.BUCKET_BOUNDS_MS == BUCKET_BOUNDS_MS
     assert set(scale_observations.TERMINAL) == set(lifecycle.TERMINAL)
     assert timedelta(days=scale_observations.MINUTE_TALLY_DAYS) == KEEP_MINUTE_TALLIES
-    assert (scale_observations.HOUR, scale_observations.MINUTE) == (Period.HOUR, Period.MINUTE)
+    assert {scale_observations.HOUR, scale_observations.MINUTE, scale_observations.DAY} == set(
+        Period.values
+    )
+    assert [scale_observations.UNITS[period] for period, _ in PERIODS] == [
+        unit for _, unit in PERIODS
+    ]
 
 
 @pytest.mark.parametrize("ms", EDGES)

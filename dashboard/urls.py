@@ -17,6 +17,7 @@ urlpatterns = [
     path("jobs/", jobs.explorer, name="jobs"),
     path("jobs/export.csv", jobs.export, name="jobs-export"),
     path("jobs/suggest/", jobs.suggest, name="jobs-suggest"),
+    path("jobs/bucket/", jobs.bucket, name="jobs-bucket"),
     # `path`, not `str`: a task id chosen by the caller (apply_async(task_id=...)) may
     # hold a slash. The live URL comes first, so ".../live/" is never read as an id.
     path("jobs/<path:task_id>/live/", job.job_live, name="job-live"),

@@ -11,8 +11,8 @@ in that period, which for jobs that finish within the minute or hour is the same
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
-from urllib.parse import quote_plus
+from datetime import UTC, datetime, timedelta, tzinfo
+from urllib.parse import quote_plus, urlencode
 
 from django.urls import reverse
 from django.utils import timezone
@@ -52,3 +52,16 @@ def jobs_url(q: str, explorer: str | None = None) -> str:
     # ":" and "," are legal in a query string: left as they are, a chart of 1,440 links is
     # a sixth smaller.
     return f"{explorer or reverse('dashboard:jobs')}?q={quote_plus(q, safe=':,')}"
+
+
+def bucket_link_template(first: datetime, step: timedelta, task: str | None = None) -> str:
+    """The `dashboard:jobs-bucket` URL of a chart's buckets, `{i}` standing for the index."""
+    params = {"first": int(first.timestamp()), "step": int(step.total_seconds())}
+    if task:
+        params["task"] = task  # type: ignore[assignment]
+    return f"{reverse('dashboard:jobs-bucket')}?{urlencode(params)}&i={{i}}"
+
+
+def bucket_start(first: int, step: int, index: int) -> datetime:
+    """The start of bucket `index` of a chart whose first bucket starts at `first`."""
+    return datetime.fromtimestamp(first + index * step, tz=UTC)

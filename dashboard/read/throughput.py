@@ -16,6 +16,7 @@ from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from dashboard.read.buckets import bucket_starts, fill
+from dashboard.read.explore import query, statuses
 from dashboard.read.windows import DAY, DAY_ROWS, HOUR, HOUR_ROWS, MINUTE, MINUTE_ROWS, Window
 from tasks.models import JobStatus, JobTally, StatusTally
 
@@ -87,3 +88,13 @@ def task_throughput(name: str, window: Window, now: datetime | None = None) -> T
     """One task over a window, in the window's buckets (minutes, hours or days)."""
     now = now or timezone.now()
     return throughput(window.step, now - window.span + window.step, now, name=name)
+
+
+def bucket_query(start: datetime, step: timedelta, task: str | None = None) -> str:
+    """The explorer filter of one chart bucket: its failed jobs when it had failures,
+    else all its finished jobs (of `task` when given). One tally row answers which."""
+    failed = throughput(step, start, start, name=task).total_failed
+    wanted = (JobStatus.FAILURE,) if failed else (JobStatus.SUCCESS, JobStatus.FAILURE)
+    return query(
+        statuses(*wanted), f"task:{task}" if task else "", after=start, before=start + step
+    )

@@ -3,15 +3,24 @@ CSV export and autocomplete."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import timezone
 
 from dashboard.access import allowed_actions, dashboard_view
 from dashboard.export import csv_lines
+from dashboard.read.explore import bucket_start, jobs_url
+from dashboard.read.throughput import bucket_query
 from dashboard.search import suggestions
 from dashboard.search.errors import FilterError
 from dashboard.search.jobs import BadCursor, capped_count, matching_jobs, page_after
@@ -87,3 +96,22 @@ def export(request: HttpRequest) -> HttpResponseBase:
 @dashboard_view
 def suggest(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"suggestions": suggestions.complete(request.GET.get("q", ""))})
+
+
+#: Chart bucket widths a `bucket` link may name: a minute, an hour, a day.
+BUCKET_STEPS = {60, 3600, 86400}
+
+
+@dashboard_view
+def bucket(request: HttpRequest) -> HttpResponse:
+    """A chart bucket's jobs: the explorer with that bucket's filter (the charts link
+    here with the bucket's index rather than carrying a URL per bucket)."""
+    try:
+        first, step, index = (int(request.GET[key]) for key in ("first", "step", "i"))
+    except (KeyError, ValueError):
+        return HttpResponseBadRequest("first, step and i must be whole numbers.")
+    if step not in BUCKET_STEPS or not 0 <= index <= 100_000:
+        return HttpResponseBadRequest("Not a chart bucket.")
+    start = bucket_start(first, step, index)
+    q = bucket_query(start, timedelta(seconds=step), request.GET.get("task") or None)
+    return HttpResponseRedirect(jobs_url(q))

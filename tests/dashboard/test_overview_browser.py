@@ -6,6 +6,8 @@ Screenshots of each page at both sizes, light and dark."""
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,19 @@ CHART_TOTAL = """canvas => {
     const chart = Chart.getChart(canvas);
     if (!chart) return null;
     return chart.data.datasets.reduce((sum, ds) => sum + ds.data.reduce((a, b) => a + b, 0), 0);
+}"""
+
+# Where the latest minute with failures is drawn on the per-minute chart (page pixels).
+LATEST_FAILED_POINT = """() => {
+    const canvas = document.querySelector('canvas[data-chart="chart-per-minute"]');
+    const chart = Chart.getChart(canvas);
+    const failed = chart.data.datasets[1].data;
+    let i = failed.length - 1;
+    while (i > 0 && !failed[i]) i--;
+    const point = chart.getDatasetMeta(1).data[i];
+    const box = canvas.getBoundingClientRect();
+    // The latest minute is drawn on the canvas's right edge: click just inside it.
+    return {x: Math.min(box.left + point.x, box.right - 3), y: box.top + point.y};
 }"""
 
 # Resolves after the live refresh's next swap has settled (charts are drawn by then).
@@ -94,6 +109,17 @@ def test_overview_failures_and_tasks_pages_draw_the_workers_jobs(
         page.select_option("[data-refresh-control]", "2")
         page.evaluate(NEXT_REFRESH)
         assert chart_total(page, "chart-per-minute") >= 9
+        # A click on the latest minute with failures opens its jobs in the explorer.
+        page.select_option("[data-refresh-control]", "0")
+        canvas = page.locator('canvas[data-chart="chart-per-minute"]')
+        canvas.scroll_into_view_if_needed()
+        point = page.evaluate(LATEST_FAILED_POINT)
+        page.mouse.click(point["x"], point["y"])
+        page.wait_for_url("**/dashboard/jobs/?q=*")
+        # The minutes are under a pixel apart: the click opens that minute or its
+        # neighbour (which bucket gets which filter: test_overview.py).
+        opened = urllib.parse.unquote_plus(page.url)
+        assert re.search(r"q=status:\S+ after:\S+ before:\S+$", opened), opened
 
         page.goto(f"{live_server.url}/dashboard/failures/")
         article = page.locator(f"article[data-fingerprint='{group.fingerprint}']")
@@ -101,6 +127,7 @@ def test_overview_failures_and_tasks_pages_draw_the_workers_jobs(
         assert article.locator("[data-count]").inner_text() == str(failed)
         assert "DemoTransientError" in article.inner_text()
         # An opened traceback stays open across a live refresh (hx-preserve).
+        page.select_option("[data-refresh-control]", "2")  # it was left off above
         article.locator("summary").click()
         page.evaluate(NEXT_REFRESH)
         assert article.locator("details").get_attribute("open") is not None

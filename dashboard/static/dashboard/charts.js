@@ -7,7 +7,8 @@
  *    "labels": ["10:00", ...],
  *    "datasets": [{"label": "Succeeded", "data": [3, 5, ...], "status": "SUCCESS"}, ...],
  *    "stacked": false,
- *    "links": ["/dashboard/jobs/?q=...", ...]}      (optional, one per label)
+ *    "links": ["/dashboard/jobs/?q=...", ...],      (optional, one per label)
+ *    "link_template": "/dashboard/jobs/bucket/?...&i={i}"}  (optional, instead of links)
  * `status` picks that status's colour; datasets without one take --chart-1..6.
  * `links`: a click on a label's column opens its URL (the jobs behind that number).
  *
@@ -87,6 +88,12 @@
     var stacked = !!spec.stacked;
     var datasets = spec.datasets || [];
     var links = Array.isArray(spec.links) ? spec.links : null;
+    var template = typeof spec.link_template === "string" ? spec.link_template : null;
+    // The URL of bucket i: from `links`, or `link_template` with {i} replaced.
+    var linkAt = function (i) {
+      if (links) return links[i];
+      return template ? template.split("{i}").join(String(i)) : null;
+    };
     var narrow = canvas.parentElement && canvas.parentElement.clientWidth < 500;
 
     var options = {
@@ -120,15 +127,15 @@
         },
       },
     };
-    if (links) {
+    if (links || template) {
       options.onClick = function (event, elements) {
         if (!elements.length) return;
-        var url = safeUrl(links[elements[0].index]);
+        var url = safeUrl(linkAt(elements[0].index));
         if (url) window.location.href = url;
       };
       options.onHover = function (event, elements) {
         var target = event.native && event.native.target;
-        if (target) target.style.cursor = elements.length && safeUrl(links[elements[0].index]) ? "pointer" : "default";
+        if (target) target.style.cursor = elements.length && safeUrl(linkAt(elements[0].index)) ? "pointer" : "default";
       };
     }
     return {

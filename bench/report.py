@@ -60,6 +60,11 @@ def ratios(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
         result["drain_with_dashboards"] = paired(
             with_dashboards, by_round(runs, "bare", "drain_per_s")
         )
+        # And against the layer's own drain of the round: what the dashboards cost it,
+        # without bare's share of the host's noise.
+        result["dashboards_on_over_off"] = paired(
+            with_dashboards, by_round(runs, "layer", "drain_per_s")
+        )
     atomic = by_round(runs, "layer-atomic", "enqueue_per_s")
     if atomic:
         # Both sides make the same view-shaped transaction (bench.producer).
@@ -108,6 +113,14 @@ def targets(
         verdicts.append(at_least(f"drain ratio, {label}", r["drain"], DRAIN_TARGET))
         if "drain_with_dashboards" in r:
             verdicts.append(dashboards_verdict(label, r["drain_with_dashboards"], runs))
+            verdicts.append(
+                verdict(
+                    f"layer drain with the dashboards / without, {label}",
+                    r["dashboards_on_over_off"],
+                    "reported",
+                    True,
+                )
+            )
         verdicts.append(at_least(f"enqueue ratio, {label}", r["enqueue"], ENQUEUE_TARGET))
         if "enqueue_in_transaction" in r:
             verdicts.append(

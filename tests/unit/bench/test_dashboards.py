@@ -110,6 +110,16 @@ def test_the_line_is_the_median_of_per_round_ratios_at_the_drain_target() -> Non
     assert found["drain ratio, SQLite"]["value"] == pytest.approx(0.90)
 
 
+def test_the_cost_of_the_dashboards_to_the_layer_is_reported_beside() -> None:
+    found = report.targets(
+        {"SQLite": {"runs": runs([0.81]), "ratios_layer_over_bare": report.ratios(runs([0.81]))}},
+        None,
+    )
+    line = next(v for v in found if v["figure"].startswith("layer drain with the dashboards"))
+    assert line["value"] == pytest.approx(0.90)  # 81 / 90
+    assert line["target"] == "reported"
+
+
 def test_errors_or_no_requests_fail_the_line_whatever_the_ratio() -> None:
     with_errors = lines(runs([1.0], errors=3))["drain ratio, 20 dashboards polling every 2 s"]
     assert with_errors["pass"] is False

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         line
         for line in report.targets({label: entry}, None)
-        if line["figure"].startswith("drain ratio")
+        if line["figure"].startswith(("drain ratio", "layer drain with the dashboards"))
     ]
     results_path = processes.RESULTS / f"{stamp}-dashboards.json"
     report.write_json(results_path, {"n": options.n, "databases": {label: entry}, "targets": lines})

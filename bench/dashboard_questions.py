@@ -66,6 +66,7 @@ def questions(now: datetime, rows: int, tz: tzinfo) -> list[Question]:
     return [
         Question("dashboard overview (with the 30-day throughput chart)", "/dashboard/"),
         Question("dashboard overview, live fragment", "/dashboard/live/"),
+        Question("dashboard overview, charts fragment", "/dashboard/live/charts/"),
         Question(EXPLORER_FIRST_PAGE, "/dashboard/jobs/"),
         Question("jobs explorer, status + task + 5 h time range", explorer(time_range)),
         Question(

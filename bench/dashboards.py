@@ -9,7 +9,8 @@ its own, one session each, through Django's test Client, so no password or login
 is involved), closes its database connection, fetches every fragment once per client
 (the server's workers warm up), prints `ready`, and then polls until SIGTERM. Each
 client fetches the overview's, Running's and Failures' live fragments one after the
-other, as a browser tab with htmx would, every INTERVAL_S seconds; the clients start
+other, as a browser tab with htmx would, every INTERVAL_S seconds, and the overview's
+charts every CHARTS_EVERY_S as the page's data-live-every asks; the clients start
 spread over the interval, as tabs opened at different moments are.
 
 On SIGTERM it writes every request to FILE as [start (CLOCK_MONOTONIC, system-wide on
@@ -39,6 +40,10 @@ from bench.figures import percentile
 CLIENTS = 20
 INTERVAL_S = 2.0
 FRAGMENTS = ("/dashboard/live/", "/dashboard/running/live/", "/dashboard/failures/live/")
+#: The overview's charts: a browser re-fetches them at most once a minute
+#: (data-live-every="60" on the page), so each client does too.
+CHARTS = "/dashboard/live/charts/"
+CHARTS_EVERY_S = 60.0
 TIMEOUT_S = 10.0
 USERNAME = "bench-dashboards"
 
@@ -97,9 +102,9 @@ class Dashboards:
         self.lock = threading.Lock()
         self.requests: list[Request] = []
 
-    def one_round(self, cookie: str) -> list[int]:
+    def one_round(self, cookie: str, charts: bool = False) -> list[int]:
         statuses = []
-        for path in FRAGMENTS:
+        for path in (*FRAGMENTS, CHARTS) if charts else FRAGMENTS:
             started = time.monotonic()
             status = fetch(self.host, self.port, path, cookie)
             elapsed_ms = (time.monotonic() - started) * 1000
@@ -110,7 +115,9 @@ class Dashboards:
 
     def warm_up(self) -> list[int]:
         """Every client's fragments once, before `ready`; not kept."""
-        statuses = [status for cookie in self.cookies for status in self.one_round(cookie)]
+        statuses = [
+            status for cookie in self.cookies for status in self.one_round(cookie, charts=True)
+        ]
         with self.lock:
             self.requests.clear()
         return statuses
@@ -121,8 +128,12 @@ class Dashboards:
         if self.stop.wait(self.interval * number / len(self.cookies)):
             return
         due = time.monotonic()
+        charts_due = due + CHARTS_EVERY_S  # drawn with the page the tab opened
         while not self.stop.is_set():
-            self.one_round(cookie)
+            charts = time.monotonic() >= charts_due
+            if charts:
+                charts_due += CHARTS_EVERY_S
+            self.one_round(cookie, charts=charts)
             # Like setInterval: the next refresh is due an interval after the last one
             # was due, without a burst to catch up when the server fell behind.
             due = max(due + self.interval, time.monotonic())

@@ -14,6 +14,7 @@ app_name = "dashboard"
 urlpatterns = [
     path("", overview.overview, name="overview"),
     path("live/", overview.overview_live, name="overview-live"),
+    path("live/charts/", overview.overview_charts, name="overview-charts"),
     path("jobs/", jobs.explorer, name="jobs"),
     path("jobs/export.csv", jobs.export, name="jobs-export"),
     path("jobs/suggest/", jobs.suggest, name="jobs-suggest"),

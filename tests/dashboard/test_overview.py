@@ -239,14 +239,21 @@ def test_throughput_charts_fill_every_bucket_and_link_each_one(known_rows: datet
     assert (sum(succeeded), sum(failed)) == (14, 5)
 
 
-def test_the_live_fragment_is_the_body_without_the_page(known_rows: datetime) -> None:
+def test_the_live_fragments_are_the_numbers_and_the_charts_without_the_page(
+    known_rows: datetime,
+) -> None:
     client = admin_client()
-    fragment = client.get("/dashboard/live/").content.decode()
-    assert "<html" not in fragment
-    assert card(fragment, "running")[1] == "2"
-    assert 'data-chart="chart-per-minute"' in fragment
+    numbers = client.get("/dashboard/live/").content.decode()
+    assert "<html" not in numbers
+    assert card(numbers, "running")[1] == "2"
+    assert "data-chart=" not in numbers  # the charts refresh on their own, once a minute
+    charts = client.get("/dashboard/live/charts/").content.decode()
+    assert "<html" not in charts
+    assert 'data-chart="chart-per-minute"' in charts
+    assert 'data-chart="chart-per-hour"' in charts
     page = client.get("/dashboard/").content.decode()
     assert 'data-live-src="/dashboard/live/"' in page
+    assert 'data-live-src="/dashboard/live/charts/" data-live-every="60"' in page
 
 
 def test_counts_stop_at_the_cap(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,8 @@
  * - the live refresh control: every [data-live-src] element is re-fetched with
  *   htmx.ajax at the interval chosen in [data-refresh-control] (Off / 2 s / 5 s / 15 s,
  *   remembered in localStorage "dashboard.refresh" as "0"/"2"/"5"/"15"; default 5 s);
- *   paused while the tab is hidden, refreshed at once when it shows again;
+ *   paused while the tab is hidden, refreshed at once when it shows again; an element
+ *   with data-live-every="60" is refreshed at most that often (in seconds);
  * - data-confirm on a form or on its submit button: asks before submitting;
  * - "select all": a header checkbox .select-all ticks every input[name=task_id] of its
  *   table (shift-click ticks a range); [data-selected-count] shows how many are ticked;
@@ -98,9 +99,21 @@
     });
   }
 
+  // data-live-every="60": refreshed at most once every 60 s whatever the control says
+  // (the overview's charts move by the minute); counted from the page's load.
+  var loadedAt = Date.now();
+
+  function dueAgain(el) {
+    var every = parseFloat(el.getAttribute("data-live-every") || "0");
+    if (!(every > 0)) return true;
+    var last = el._liveRefreshedAt || loadedAt;
+    return Date.now() - last >= every * 1000;
+  }
+
   function refreshElement(el) {
     var src = el.getAttribute("data-live-src");
-    if (!src || inFlight.has(el) || isBusy(el) || !window.htmx) return;
+    if (!src || inFlight.has(el) || isBusy(el) || !window.htmx || !dueAgain(el)) return;
+    el._liveRefreshedAt = Date.now();
     var reopen = openDetailIds(el);
     inFlight.add(el);
     renderControls();

@@ -38,7 +38,7 @@ def test_no_request_in_the_window_is_zeros_not_an_error() -> None:
     assert found["dashboard_p95_ms"] == 0.0
 
 
-def test_a_client_fetches_the_three_live_fragments_with_its_session(
+def test_a_client_fetches_the_live_fragments_with_its_session_and_the_charts_when_due(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fetched: list[tuple[str, int, str, str]] = []
@@ -49,13 +49,14 @@ def test_a_client_fetches_the_three_live_fragments_with_its_session(
 
     monkeypatch.setattr(dashboards, "fetch", fake_fetch)
     polling = dashboards.Dashboards("http://127.0.0.1:8123", ["sessionid=a", "sessionid=b"], 2.0)
-    assert polling.warm_up() == [200] * 6
+    assert polling.warm_up() == [200] * 8  # every fragment and the charts, per client
     assert polling.taken() == []  # the warm-up is not counted
-    assert [f[2] for f in fetched[:3]] == list(dashboards.FRAGMENTS)
+    assert [f[2] for f in fetched[:4]] == [*dashboards.FRAGMENTS, dashboards.CHARTS]
     assert {f[:2] for f in fetched} == {("127.0.0.1", 8123)}
     assert {f[3] for f in fetched} == {"sessionid=a", "sessionid=b"}
     assert polling.one_round("sessionid=a") == [200, 200, 200]
     assert [r[3] for r in polling.taken()] == list(dashboards.FRAGMENTS)
+    assert polling.one_round("sessionid=a", charts=True) == [200] * 4
 
 
 def test_clients_stop_when_told(monkeypatch: pytest.MonkeyPatch) -> None:

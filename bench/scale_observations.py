@@ -14,7 +14,7 @@ the definitions of tasks.record.tallies:
 - a job counts once, when it reached a final status, under the minute, the hour and the
   day of its `finished_at` (UTC);
 - run = finished - started, wait = started - sent, in whole milliseconds as `_ms`
-  computes them (a float of seconds times 1000, truncated: `ms_sql`), none when either
+  computes them (floored, exactly: `ms_sql`), none when either
   end is missing or the interval is negative;
 - the histogram bucket is `bisect_left(BUCKET_BOUNDS_MS, ms)`: for an integer ms that
   is `width_bucket(ms - 1, bounds)`, the number of bounds at or below ms - 1, that is
@@ -68,11 +68,11 @@ UNITS = {MINUTE: "minute", HOUR: "hour", DAY: "day"}
 
 
 def ms_sql(start: str, end: str) -> str:
-    """SQL for tasks.record.tallies._ms(start, end): `int(seconds * 1000)` over a double,
-    so 1.001 s gives 1000 ms there and here alike; NULL where `_ms` gives None."""
+    """SQL for tasks.record.tallies._ms(start, end): whole milliseconds, floored, exact
+    (`extract(epoch ...)` is numeric, not a double); NULL where `_ms` gives None."""
     return (
         f"CASE WHEN {start} IS NOT NULL AND {end} IS NOT NULL AND {end} >= {start} "
-        f"THEN trunc(extract(epoch FROM {end} - {start})::float8 * 1000)::bigint END"
+        f"THEN floor(extract(epoch FROM {end} - {start}) * 1000)::bigint END"
     )
 
 

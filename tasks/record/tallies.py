@@ -16,7 +16,7 @@ import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection
@@ -35,6 +35,7 @@ from tasks.observations import BUCKET_BOUNDS_MS, Measure, Period
 from tasks.record.events import JobEvent
 from tasks.record.fingerprint import fingerprint
 
+MILLISECOND = timedelta(milliseconds=1)
 JOB_TALLY_SUMS = (
     *("count", "run_ms_total", "run_ms_max", "run_count"),
     *("wait_ms_total", "wait_ms_max", "wait_count"),
@@ -148,9 +149,11 @@ def _with_state(event: JobEvent, **state: Any) -> JobEvent:
 
 
 def _ms(start: datetime | None, end: datetime | None) -> int | None:
+    """Whole milliseconds from `start` to `end`, exactly (timedelta arithmetic: a float
+    of seconds times 1000 turns 1.001 s into 1000 ms)."""
     if start is None or end is None or end < start:
         return None
-    return int((end - start).total_seconds() * 1000)
+    return (end - start) // MILLISECOND
 
 
 def bucket_of(ms: int) -> int:

@@ -60,11 +60,11 @@ def test_the_bucket_sql_lists_every_bound_in_order() -> None:
 
 
 @pytest.mark.parametrize("microseconds", [0, 999, 1000, 1_001_000, 1_015_000, 2_030_000, 20_500])
-def test_ms_sql_truncates_a_double_of_seconds_as_the_recorder_does(microseconds: int) -> None:
-    # extract(epoch ...) is an exact numeric; ::float8 rounds it to the nearest double,
-    # as Python's int / int division does in timedelta.total_seconds().
-    as_sql = math.trunc(float(Fraction(microseconds, 10**6)) * 1000)
+def test_ms_sql_floors_exact_milliseconds_as_the_recorder_does(microseconds: int) -> None:
+    # extract(epoch ...) is an exact numeric: floor(seconds * 1000) has no rounding.
+    as_sql = math.floor(Fraction(microseconds, 10**6) * 1000)
     assert as_sql == _ms(EPOCH, EPOCH + timedelta(microseconds=microseconds))
+    assert "floor(extract(epoch FROM" in scale_observations.ms_sql("a", "b")
 
 
 def test_ms_sql_is_null_where_the_recorder_has_no_time() -> None:

@@ -8,9 +8,10 @@ with the layer's environment (its database): it logs CLIENTS sessions in (a supe
 its own, one session each, through Django's test Client, so no password or login form
 is involved), closes its database connection, fetches every fragment once per client
 (the server's workers warm up), prints `ready`, and then polls until SIGTERM. Each
-client fetches the overview's, Running's and Failures' live fragments one after the
-other, as a browser tab with htmx would, every INTERVAL_S seconds, and the overview's
-charts every CHARTS_EVERY_S as the page's data-live-every asks; the clients start
+client is a browser tab on one of the live pages (the overview, Running, Failures, in
+turn) and fetches that page's live fragment every INTERVAL_S seconds, as htmx would,
+and an overview tab its charts every CHARTS_EVERY_S as the page's data-live-every asks
+(20 tabs: 7 overviews, 7 Running, 6 Failures); the clients start
 spread over the interval, as tabs opened at different moments are.
 
 On SIGTERM it writes every request to FILE as [start (CLOCK_MONOTONIC, system-wide on
@@ -40,6 +41,9 @@ from bench.figures import percentile
 CLIENTS = 20
 INTERVAL_S = 2.0
 FRAGMENTS = ("/dashboard/live/", "/dashboard/running/live/", "/dashboard/failures/live/")
+OVERVIEW = FRAGMENTS[0]
+#: Each dashboard is a browser tab showing one page, which refreshes that page's live
+#: fragment: the tabs are spread over the three live pages, the overview first.
 #: The overview's charts: a browser re-fetches them at most once a minute
 #: (data-live-every="60" on the page), so each client does too.
 CHARTS = "/dashboard/live/charts/"
@@ -72,6 +76,11 @@ def sessions(count: int) -> tuple[str, list[str]]:
     return settings.SESSION_COOKIE_NAME, keys
 
 
+def page_of(number: int) -> str:
+    """The live fragment tab `number` refreshes: the live pages in turn."""
+    return FRAGMENTS[number % len(FRAGMENTS)]
+
+
 def fetch(host: str, port: int, path: str, cookie: str) -> int:
     """One GET as htmx makes it; the HTTP status, 0 when no answer came."""
     conn = http.client.HTTPConnection(host, port, timeout=TIMEOUT_S)
@@ -102,9 +111,9 @@ class Dashboards:
         self.lock = threading.Lock()
         self.requests: list[Request] = []
 
-    def one_round(self, cookie: str, charts: bool = False) -> list[int]:
+    def one_round(self, cookie: str, paths: Sequence[str]) -> list[int]:
         statuses = []
-        for path in (*FRAGMENTS, CHARTS) if charts else FRAGMENTS:
+        for path in paths:
             started = time.monotonic()
             status = fetch(self.host, self.port, path, cookie)
             elapsed_ms = (time.monotonic() - started) * 1000
@@ -114,26 +123,29 @@ class Dashboards:
         return statuses
 
     def warm_up(self) -> list[int]:
-        """Every client's fragments once, before `ready`; not kept."""
+        """Every fragment once per client, before `ready`, so the server's workers are
+        warm; not kept."""
+        everything = (*FRAGMENTS, CHARTS)
         statuses = [
-            status for cookie in self.cookies for status in self.one_round(cookie, charts=True)
+            status for cookie in self.cookies for status in self.one_round(cookie, everything)
         ]
         with self.lock:
             self.requests.clear()
         return statuses
 
     def client(self, number: int) -> None:
-        cookie = self.cookies[number]
+        cookie, page = self.cookies[number], page_of(number)
         # Tabs opened at different moments: spread over one interval.
         if self.stop.wait(self.interval * number / len(self.cookies)):
             return
         due = time.monotonic()
         charts_due = due + CHARTS_EVERY_S  # drawn with the page the tab opened
         while not self.stop.is_set():
-            charts = time.monotonic() >= charts_due
-            if charts:
+            paths = [page]
+            if page == OVERVIEW and time.monotonic() >= charts_due:
+                paths.append(CHARTS)
                 charts_due += CHARTS_EVERY_S
-            self.one_round(cookie, charts=charts)
+            self.one_round(cookie, paths)
             # Like setInterval: the next refresh is due an interval after the last one
             # was due, without a burst to catch up when the server fell behind.
             due = max(due + self.interval, time.monotonic())

@@ -1,6 +1,6 @@
 """The overview's headline numbers: running, queued, dead letters, failed, workers.
 
-Counts of job rows are bounded (CAP; "more than 10,000"), each through an index: the
+Counts of job rows are bounded (CAP; "more than 1,000"), each through an index: the
 (status, created_at) index for running and queued jobs, the partial index of dead
 letters for those parked. Failures of the last hour come from the tallies, exactly.
 """
@@ -32,7 +32,7 @@ class Card:
 
     @property
     def value(self) -> str:
-        """The number, short enough for a tile: "10,000+" past the cap."""
+        """The number, short enough for a tile: "1,000+" past the cap."""
         return f"{self.count.count:,}+" if self.count.more else f"{self.count.count:,}"
 
 

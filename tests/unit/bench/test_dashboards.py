@@ -38,7 +38,7 @@ def test_no_request_in_the_window_is_zeros_not_an_error() -> None:
     assert found["dashboard_p95_ms"] == 0.0
 
 
-def test_a_client_fetches_the_live_fragments_with_its_session_and_the_charts_when_due(
+def test_the_warm_up_fetches_every_fragment_and_a_round_what_it_is_given(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fetched: list[tuple[str, int, str, str]] = []
@@ -54,9 +54,17 @@ def test_a_client_fetches_the_live_fragments_with_its_session_and_the_charts_whe
     assert [f[2] for f in fetched[:4]] == [*dashboards.FRAGMENTS, dashboards.CHARTS]
     assert {f[:2] for f in fetched} == {("127.0.0.1", 8123)}
     assert {f[3] for f in fetched} == {"sessionid=a", "sessionid=b"}
-    assert polling.one_round("sessionid=a") == [200, 200, 200]
-    assert [r[3] for r in polling.taken()] == list(dashboards.FRAGMENTS)
-    assert polling.one_round("sessionid=a", charts=True) == [200] * 4
+    assert polling.one_round("sessionid=a", ["/dashboard/live/"]) == [200]
+    assert [r[3] for r in polling.taken()] == ["/dashboard/live/"]
+
+
+def test_twenty_tabs_are_spread_over_the_three_live_pages() -> None:
+    pages = [dashboards.page_of(n) for n in range(dashboards.CLIENTS)]
+    assert {page: pages.count(page) for page in dashboards.FRAGMENTS} == {
+        "/dashboard/live/": 7,
+        "/dashboard/running/live/": 7,
+        "/dashboard/failures/live/": 6,
+    }
 
 
 def test_clients_stop_when_told(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,7 +76,7 @@ def test_clients_stop_when_told(monkeypatch: pytest.MonkeyPatch) -> None:
     polling.stop.set()
     thread.join(timeout=2)
     assert not thread.is_alive()
-    assert len(polling.taken()) >= 3
+    assert len(polling.taken()) >= 1
 
 
 def runs(ratios: list[float], errors: int = 0, requests: int = 900) -> list[dict[str, Any]]:

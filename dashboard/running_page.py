@@ -7,6 +7,7 @@ neither query grows with the job table, only with what is running.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -60,7 +61,7 @@ class Running:
         return self.total.more or self.total.count > len(self.jobs)
 
 
-def load(allowed: set[BulkAction], now: datetime) -> Running:
+def load(allowed: AbstractSet[BulkAction], now: datetime) -> Running:
     rows = list(Job.objects.running().order_by("-created_at").only(*FIELDS)[:LIMIT])
     return Running(
         jobs=tuple(_row(job, now) for job in rows),

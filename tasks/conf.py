@@ -245,6 +245,10 @@ class LayerSettings:
     #: The most jobs one bulk action (cancel, retry, replay, purge "all matching") may
     #: touch; past it the action is refused with a message, never done in part.
     bulk_action_limit: int = _checked(10_000, _positive_int)
+    #: Seconds a web process reuses the answers of the dashboard's live fragments for
+    #: every tab that asks (dashboard/read/shared.py): twenty open dashboards then cost
+    #: the database what one does. 0: every refresh reads the database.
+    dashboard_shared_seconds: float = _checked(2.0, _seconds(zero_allowed=True))
     #: The most rows one CSV export streams.
     export_limit: int = _checked(100_000, _positive_int)
     #: Argument keys whose values every page, export and the admin mask (shell-style

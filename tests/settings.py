@@ -27,6 +27,9 @@ STORAGES = {
 # a test's own window touch the database, which a background flusher would miss. The
 # worker subprocesses run project.settings: stream, recorder and batches, as in production.
 TASKS_RECORD_SYNCHRONOUSLY = True
+# Every dashboard request reads the database: a test writes rows and looks at once
+# (tests/unit/dashboard/test_read_shared.py checks the sharing itself).
+TASKS_DASHBOARD_SHARED_SECONDS = 0
 # Nothing listens here: a test that publishes without the private Redis of the
 # integration fixtures (tests/conftest.py) fails instead of reaching a shared Redis.
 CELERY_BROKER_URL = "redis://127.0.0.1:9/0"

@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from dashboard.access import allowed_actions, dashboard_view
 from dashboard.read.failure_groups import failure_groups
+from dashboard.read.shared import shared
 from dashboard.read.windows import WINDOWS, window_named
 from tasks.operations import BulkAction
 
@@ -37,7 +38,7 @@ def _context(request: HttpRequest) -> dict[str, Any]:
     return {
         "window": window,
         "windows": WINDOWS,
-        "found": failure_groups(window.span),
+        "found": shared(("failures", window.key), lambda: failure_groups(window.span)),
         "group_actions": [action for action in GROUP_ACTIONS if action in allowed],
         "page_url": f"{reverse('dashboard:failures')}?{query}",
         "live_url": f"{reverse('dashboard:failures-live')}?{query}",

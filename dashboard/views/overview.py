@@ -19,6 +19,7 @@ from dashboard.access import dashboard_view
 from dashboard.read.backlog import backlog
 from dashboard.read.cards import overview_cards
 from dashboard.read.charts import throughput_chart
+from dashboard.read.shared import shared
 from dashboard.read.status_counts import side_by_side, status_counts
 from dashboard.read.throughput import throughput_per_hour, throughput_per_minute
 from dashboard.read.windows import DAY, HOUR
@@ -34,12 +35,14 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 @dashboard_view
 def overview_live(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/fragments/overview_live.html", _numbers(timezone.now()))
+    numbers = shared("overview-numbers", lambda: _numbers(timezone.now()))
+    return render(request, "dashboard/fragments/overview_live.html", numbers)
 
 
 @dashboard_view
 def overview_charts(request: HttpRequest) -> HttpResponse:
-    return render(request, "dashboard/fragments/overview_charts.html", _charts(timezone.now()))
+    charts = shared("overview-charts", lambda: _charts(timezone.now()))
+    return render(request, "dashboard/fragments/overview_charts.html", charts)
 
 
 def _numbers(now: datetime) -> dict[str, Any]:

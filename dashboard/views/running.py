@@ -9,6 +9,8 @@ from django.utils import timezone
 
 from dashboard import running_page
 from dashboard.access import allowed_actions, dashboard_view
+from dashboard.read.shared import shared
+from tasks.operations import BulkAction
 
 
 @dashboard_view
@@ -21,9 +23,14 @@ def running_live(request: HttpRequest) -> HttpResponse:
     return render(request, "dashboard/fragments/running_rows.html", _context(request))
 
 
+def _running(allowed: frozenset[BulkAction]) -> running_page.Running:
+    # The rows carry the user's buttons: users with the same permissions share them.
+    return shared(("running", allowed), lambda: running_page.load(allowed, timezone.now()))
+
+
 def _context(request: HttpRequest, **extra: str) -> dict[str, object]:
     return {
-        "running": running_page.load(allowed_actions(request.user), timezone.now()),
+        "running": _running(frozenset(allowed_actions(request.user))),
         # Where an action's preview sends the operator back: the page, not the fragment.
         "back": reverse("dashboard:running"),
         **extra,

@@ -52,7 +52,10 @@ def test_filter_replay_audit_and_redaction_in_the_browser(
     other = always_fail.delay("something else").id
     receipt = send_receipt.delay(7, email="ann@example.com", api_token="tok-xyz").id
     wait_for_jobs([*failed, other, receipt], timeout=90)
+    receipt_pk = Job.objects.get(task_id=receipt).pk
     shots = output_dir / "screenshots" / "dashboard"
+    # No ORM call inside the browser block: playwright's greenlet would get a database
+    # connection of its own, which a PostgreSQL restart by an earlier test leaves dead.
 
     with chromium_page(shots) as page:
         query = f'task:tasks.demo.always_fail after:{start.isoformat()} error:"{marker}"'
@@ -74,8 +77,6 @@ def test_filter_replay_audit_and_redaction_in_the_browser(
         page.click("form.confirm-form button[type=submit]")
         page.locator(".flash-success").wait_for()
         assert "3 done" in page.locator(".flash-success").inner_text()
-        replays = Job.objects.filter(retried_from__task_id__in=failed)
-        assert replays.count() == 3
 
         page.goto(f"{live_server.url}/dashboard/activity/")
         assert "Replay dead letters: 3 done" in page.locator("table.activity-table").inner_text()
@@ -84,7 +85,7 @@ def test_filter_replay_audit_and_redaction_in_the_browser(
         for url in (
             "/dashboard/jobs/?q=task:tasks.demo.send_receipt",
             f"/dashboard/jobs/{receipt}/",
-            f"/admin/tasklayer/job/{Job.objects.get(task_id=receipt).pk}/change/",
+            f"/admin/tasklayer/job/{receipt_pk}/change/",
         ):
             page.goto(live_server.url + url)
             html = page.content()
@@ -96,6 +97,7 @@ def test_filter_replay_audit_and_redaction_in_the_browser(
         assert receipt in csv_body
         assert "ann@example.com" not in csv_body
         assert "tok-xyz" not in csv_body
+    assert Job.objects.filter(retried_from__task_id__in=failed).count() == 3
     stored = Job.objects.get(task_id=receipt)
     assert stored.kwargs == {"email": "ann@example.com", "api_token": "tok-xyz"}  # kept for replay
 

@@ -29,10 +29,10 @@ from tasks.operations import BulkAction, BulkLimitExceeded
 @dashboard_view
 @require_POST
 def preview(request: HttpRequest) -> HttpResponse:
-    action = _action(request)
-    if action is None:
-        return HttpResponseBadRequest("Unknown action.")
-    require_action(request.user, action)
+    asked = _permitted_action(request)
+    if isinstance(asked, HttpResponse):
+        return asked
+    action = asked
     try:
         scope = Scope.from_form(request.POST)
     except (FilterError, ValueError) as exc:
@@ -63,10 +63,10 @@ def preview(request: HttpRequest) -> HttpResponse:
 @dashboard_view
 @require_POST
 def apply(request: HttpRequest) -> HttpResponse:
-    action = _action(request)
-    if action is None:
-        return HttpResponseBadRequest("Unknown action.")
-    require_action(request.user, action)
+    asked = _permitted_action(request)
+    if isinstance(asked, HttpResponse):
+        return asked
+    action = asked
     try:
         scope = Scope.from_form(request.POST)
         result = operations.apply_bulk(
@@ -85,11 +85,15 @@ def apply(request: HttpRequest) -> HttpResponse:
     return _back(request)
 
 
-def _action(request: HttpRequest) -> BulkAction | None:
+def _permitted_action(request: HttpRequest) -> BulkAction | HttpResponse:
+    """The POSTed action, if the user holds its permission (else PermissionDenied: 403);
+    a 400 answer for a name that is no action."""
     try:
-        return BulkAction(request.POST.get("action", ""))
+        action = BulkAction(request.POST.get("action", ""))
     except ValueError:
-        return None
+        return HttpResponseBadRequest("Unknown action.")
+    require_action(request.user, action)
+    return action
 
 
 def _next_url(request: HttpRequest) -> str:

@@ -32,6 +32,11 @@ class JobStatus(models.TextChoices):
     """Cancelled before or while running."""
 
 
+#: Waiting for a worker: not yet published, on the broker, held by a worker for its ETA
+#: or a free process, or between attempts.
+QUEUED = (JobStatus.PENDING, JobStatus.SENT, JobStatus.RECEIVED, JobStatus.RETRY)
+
+
 class DeadLetterResolution(models.TextChoices):
     """What an operator did with a dead letter ("" while it is still parked)."""
 
@@ -118,9 +123,7 @@ class JobQuerySet(models.QuerySet["Job"]):
         return self.filter(status=JobStatus.STARTED)
 
     def queued(self) -> JobQuerySet:
-        return self.filter(
-            status__in=[JobStatus.PENDING, JobStatus.SENT, JobStatus.RECEIVED, JobStatus.RETRY]
-        )
+        return self.filter(status__in=QUEUED)
 
     def finished(self) -> JobQuerySet:
         return self.filter(status__in=[JobStatus.SUCCESS, JobStatus.FAILURE, JobStatus.REVOKED])

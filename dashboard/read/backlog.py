@@ -12,10 +12,8 @@ from dataclasses import dataclass
 from dashboard.read.explore import query, statuses
 from dashboard.read.status_counts import CAP
 from tasks.conf import layer_settings
-from tasks.models import Job, JobStatus
+from tasks.models import QUEUED, Job
 from tasks.operations import Tally, bounded_count
-
-QUEUED = (JobStatus.PENDING, JobStatus.SENT, JobStatus.RECEIVED, JobStatus.RETRY)
 
 
 @dataclass(frozen=True, slots=True)

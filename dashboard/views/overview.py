@@ -47,14 +47,15 @@ def overview_charts(request: HttpRequest) -> HttpResponse:
 
 def _numbers(now: datetime) -> dict[str, Any]:
     last_hour, last_day = status_counts(HOUR, now), status_counts(DAY, now)
+    workers = workers_online(now)
     return {
         "now": now,
-        "cards": overview_cards(now),
+        "cards": overview_cards(now, workers=len(workers)),
         "statuses": side_by_side(last_hour, last_day),
         "last_hour": last_hour,
         "last_day": last_day,
         "backlog": backlog(),
-        "workers": workers_online(now),
+        "workers": workers,
     }
 
 

@@ -7,7 +7,20 @@ from __future__ import annotations
 
 from django.urls import path
 
-from dashboard.views import actions, activity, failures, job, jobs, overview, running, task_stats
+from dashboard.views import (
+    actions,
+    activity,
+    batches,
+    failures,
+    job,
+    jobs,
+    overview,
+    queues,
+    running,
+    schedules,
+    task_stats,
+    workers,
+)
 
 app_name = "dashboard"
 
@@ -32,4 +45,27 @@ urlpatterns = [
     path("tasks/", task_stats.task_list, name="tasks"),
     path("tasks/<str:name>/", task_stats.task_detail, name="task"),
     path("activity/", activity.activity, name="activity"),
+    # Queues: depth from the broker, pause/resume on every worker, purge with a preview.
+    path("queues/", queues.not_built, name="queues"),
+    path("queues/live/", queues.not_built, name="queues-live"),
+    path("queues/<str:name>/pause/", queues.not_built, name="queue-pause"),
+    path("queues/<str:name>/resume/", queues.not_built, name="queue-resume"),
+    path("queues/<str:name>/purge/", queues.not_built, name="queue-purge"),
+    # Workers: alive or lost (heartbeats), pool grow/shrink, graceful shutdown.
+    path("workers/", workers.not_built, name="workers"),
+    path("workers/live/", workers.not_built, name="workers-live"),
+    path("workers/<str:hostname>/pool/", workers.not_built, name="worker-pool"),
+    path("workers/<str:hostname>/shutdown/", workers.not_built, name="worker-shutdown"),
+    # Schedules (django-celery-beat): next run, last outcomes, enable/disable, run now.
+    path("schedules/", schedules.not_built, name="schedules"),
+    path("schedules/live/", schedules.not_built, name="schedules-live"),
+    path("schedules/<int:pk>/run/", schedules.not_built, name="schedule-run"),
+    path("schedules/<int:pk>/enabled/", schedules.not_built, name="schedule-enabled"),
+    # Batches: every group and chord, its progress, its jobs, a CSV of its items.
+    path("batches/", batches.not_built, name="batches"),
+    path("batches/live/", batches.not_built, name="batches-live"),
+    path("batches/<path:group_id>/export.csv", batches.not_built, name="batch-export"),
+    path("batches/<path:group_id>/cancel/", batches.not_built, name="batch-cancel"),
+    path("batches/<path:group_id>/live/", batches.not_built, name="batch-live"),
+    path("batches/<path:group_id>/", batches.not_built, name="batch"),
 ]

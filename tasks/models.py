@@ -225,6 +225,9 @@ class Job(models.Model):
     parent_id = models.CharField(max_length=255, blank=True, default="")
     root_id = models.CharField(max_length=255, blank=True, default="")
     group_id = models.CharField(max_length=255, blank=True, default="")
+    group_index = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The job's position in its group or chord."
+    )
     eta = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField(
@@ -340,6 +343,21 @@ class Job(models.Model):
         return None
 
 
+class QueuePause(models.Model):
+    """A queue an operator paused: no worker consumes it until it is resumed.
+
+    The row is the memory of the pause: a worker that starts while it exists does not
+    consume the queue (tasks.runtime), and the dashboard shows the queue as paused.
+    """
+
+    queue = models.CharField(max_length=255, unique=True)
+    paused_at = models.DateTimeField()
+    paused_by = models.CharField(max_length=150, blank=True, default="")
+
+    def __str__(self) -> str:
+        return f"{self.queue} paused at {self.paused_at:%Y-%m-%d %H:%M:%S}"
+
+
 class JobAttempt(models.Model):
     """One attempt at running a job: when, on which worker, and how it ended.
 
@@ -404,6 +422,8 @@ class OutboxMessage(models.Model):
 # The tables kept beside the job rows (tallies, failure groups, worker heartbeats) live in
 # their own module; importing them here registers them with the app.
 from tasks.observations import (  # noqa: E402
+    Batch,
+    BatchKind,
     FailureGroup,
     FailureTally,
     JobTally,
@@ -413,6 +433,8 @@ from tasks.observations import (  # noqa: E402
 )
 
 __all__ = [
+    "Batch",
+    "BatchKind",
     "DeadLetterResolution",
     "FailureGroup",
     "FailureTally",

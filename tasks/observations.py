@@ -8,6 +8,8 @@
 - Failure groups: failed jobs with the same fingerprint (task, exception class and the
   innermost frame of application code), with an hourly tally.
 - Worker heartbeats: one row per worker, refreshed while it runs.
+- Batches: one row per group or chord, with its members counted by status, so "how far
+  has each batch got" never counts job rows.
 
 Rows here are written with additive upserts (tasks.record.tallies); like the job row,
 nothing else writes them.
@@ -181,9 +183,44 @@ class WorkerBeat(models.Model):
     stopped_at = models.DateTimeField(
         null=True, blank=True, help_text="Set when the worker shut down cleanly."
     )
+    processed = models.PositiveBigIntegerField(default=0, help_text="Jobs it finished.")
+    failed = models.PositiveBigIntegerField(default=0, help_text="Of those, jobs that failed.")
 
     class Meta:
         indexes = [models.Index(fields=["last_seen_at"], name="worker_last_seen")]
 
     def __str__(self) -> str:
         return f"{self.hostname} (pid {self.pid})"
+
+
+class BatchKind(models.TextChoices):
+    GROUP = "group", "Group"
+    CHORD = "chord", "Chord"
+
+
+class Batch(models.Model):
+    """A `group` or `chord`: its members (the jobs with its group id) counted by outcome."""
+
+    group_id = models.CharField(max_length=255, unique=True)
+    kind = models.CharField(max_length=8, choices=BatchKind.choices, default=BatchKind.GROUP)
+    name = models.CharField(max_length=255, blank=True, default="", help_text="Members' task.")
+    callback_id = models.CharField(
+        max_length=255, blank=True, default="", help_text="A chord's body: the job run after."
+    )
+    total = models.PositiveBigIntegerField(default=0)
+    succeeded = models.PositiveBigIntegerField(default=0)
+    failed = models.PositiveBigIntegerField(default=0)
+    cancelled = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField()
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "batches"
+        indexes = [models.Index(fields=["-created_at"], name="batch_created")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.group_id}: {self.done}/{self.total}"
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed + self.cancelled

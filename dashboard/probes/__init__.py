@@ -1,0 +1,1 @@
+"""Endpoints for machines: Prometheus `/metrics`, liveness `/healthz`, readiness `/readyz`."""

@@ -19,6 +19,10 @@ DATETIMES = frozenset(
     f.name for f in Job._meta.concrete_fields if f.get_internal_type() == "DateTimeField"
 )
 RESULT_DATETIMES = frozenset({"date_created", "date_started", "date_done"})
+#: A fact of a chord header's member that is not a Job column: the chord body's task id.
+#: It travels with the member's events for its Batch row (tasks.record.batches) and is
+#: left out of the job row (tasks.record.service.job_row).
+CHORD_CALLBACK = "chord_callback"
 
 
 @dataclass(frozen=True, slots=True)

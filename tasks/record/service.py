@@ -31,7 +31,7 @@ from django_celery_results.models import TaskResult
 
 from tasks import lifecycle
 from tasks.models import Job, JobAttempt, JobStatus
-from tasks.record.events import JobEvent, ResultEvent
+from tasks.record.events import CHORD_CALLBACK, JobEvent, ResultEvent
 from tasks.record.tallies import Finishing
 from tasks.record.upsert import Merge, UpsertPlan
 
@@ -47,6 +47,7 @@ FACTS = frozenset(
         "parent_id",
         "root_id",
         "group_id",
+        "group_index",
         "correlation_id",
         "sent_at",
     }
@@ -260,7 +261,7 @@ def merge_result_events(events: Iterable[ResultEvent]) -> list[ResultEvent]:
 
 def job_row(event: JobEvent, now: datetime) -> dict[str, Any]:
     """The Job columns an event writes (facts and state by field name)."""
-    return {
+    row = {
         "task_id": event.task_id,
         "status": event.status,
         "attempts": event.attempt,
@@ -269,6 +270,8 @@ def job_row(event: JobEvent, now: datetime) -> dict[str, Any]:
         **event.facts,
         **event.state,
     }
+    row.pop(CHORD_CALLBACK, None)  # the Batch row's, not a column (tasks.record.batches)
+    return row
 
 
 def _result_row(event: ResultEvent, now: datetime) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Tallies of finished jobs and failure groups, kept by the recording service as it writes.
 
 `write` (tasks.record.service) calls `Finishing.read` before its job upsert and
-`Finishing.add` after it, inside the same transaction. A job is counted once, when an
+`Finishing.add` after it, inside the same transaction (the same read serves the Batch
+rows of groups and chords: tasks.record.batches). A job is counted once, when an
 event first brings it to a final status: the rows' statuses are read before the upsert,
 so a redelivered or late event for a job already final counts nothing. The cost per
 batch is one indexed read of the finishing jobs and one additive upsert per table.
@@ -32,6 +33,7 @@ from tasks.models import (
     TimingTally,
 )
 from tasks.observations import BUCKET_BOUNDS_MS, Measure, Period
+from tasks.record import batches
 from tasks.record.events import JobEvent
 from tasks.record.fingerprint import fingerprint
 
@@ -70,22 +72,43 @@ class Finished:
 
 
 class Finishing:
-    """The jobs of one batch that are about to become final."""
+    """The jobs of one batch that are about to become final, and the batches (groups,
+    chords) whose members these events record or finish (tasks.record.batches)."""
 
-    def __init__(self, finished: list[Finished]) -> None:
+    def __init__(
+        self,
+        finished: list[Finished],
+        batch_changes: Sequence[tuple[str, Any]] = (),
+    ) -> None:
         self.finished = finished
+        self.batch_changes = batch_changes
 
     @classmethod
     def read(cls, events: Sequence[JobEvent]) -> tuple[Finishing, list[JobEvent]]:
-        """Which events finish their job; the events, with a fingerprint added to failures."""
+        """Which events finish their job; the events, with a fingerprint added to failures.
+
+        One read of the rows: the finishing jobs' and the group members' (whose Batch
+        row counts them once, tasks.record.batches).
+        """
         final = [event for event in events if event.status in lifecycle.TERMINAL]
-        if not final:
+        members = [event.task_id for event in events if batches.is_member(event.facts)]
+        if not final and not members:
             return cls([]), list(events)
         known = {
             row[0]: row
-            for row in Job.objects.filter(task_id__in=[e.task_id for e in final])
+            for row in Job.objects.filter(task_id__in=[e.task_id for e in final] + members)
             .order_by()
-            .values_list("task_id", "status", "name", "queue", "sent_at", "started_at")
+            .values_list(
+                "task_id",
+                "status",
+                "name",
+                "queue",
+                "sent_at",
+                "started_at",
+                "group_id",
+                "group_index",
+                "finished_at",
+            )
         }
         finished: list[Finished] = []
         marked: dict[str, JobEvent] = {}
@@ -97,11 +120,20 @@ class Finishing:
             finished.append(item)
             if item.fingerprint:
                 marked[event.task_id] = _with_state(event, fingerprint=item.fingerprint)
+        batch_changes = batches.changes(
+            events,
+            {
+                task_id: batches.Known(row[1], row[2], row[6], row[7], row[8])
+                for task_id, row in known.items()
+            },
+        )
         events = [marked.get(event.task_id, event) for event in events]
-        return cls(finished), events
+        return cls(finished, batch_changes), events
 
     def add(self) -> None:
         """Add this batch's jobs to the tallies (one statement per table)."""
+        if self.batch_changes:
+            batches.add(self.batch_changes)
         if not self.finished:
             return
         _add_job_tallies(self.finished)

@@ -17,7 +17,7 @@ from django.utils.dateparse import parse_datetime
 
 from tasks import correlation
 from tasks.models import JobStatus
-from tasks.record.events import JobEvent
+from tasks.record.events import CHORD_CALLBACK, JobEvent
 
 
 def pending(
@@ -70,6 +70,8 @@ def published(
             facts[fact] = value
     if facts.get("parent_id") == headers["id"]:
         del facts["parent_id"]  # a retry's message names the job itself as its parent
+    if "group_id" in facts:
+        _add_membership(facts, headers.get("group_index"), body)
     eta = headers.get("eta")
     return JobEvent(
         task_id=headers["id"],
@@ -87,6 +89,32 @@ _LINEAGE_HEADERS = (
     ("group_id", "group"),
     ("correlation_id", correlation.HEADER),
 )
+
+
+def _add_membership(facts: dict[str, Any], index: Any, body: Any) -> None:
+    """A group member's position, and the chord's callback when it is a chord's header.
+
+    Celery (protocol 2) puts `group_index` in the headers of every task of a group or
+    chord header, and the chord's body signature in the message's embed (`chord`); the
+    body itself carries the group id but no position, so it is not counted a member.
+    """
+    if isinstance(index, int):
+        facts["group_index"] = index
+    if isinstance(body, (list, tuple)) and len(body) == 3 and isinstance(body[2], Mapping):
+        callback = chord_callback_id(body[2].get("chord"))
+        if callback:
+            facts[CHORD_CALLBACK] = callback
+
+
+def chord_callback_id(chord: Any) -> str:
+    """The task id of a chord's body (a signature, as a dict) or ''."""
+    if isinstance(chord, Mapping):
+        options = chord.get("options")
+        if isinstance(options, Mapping):
+            task_id = options.get("task_id")
+            if isinstance(task_id, str):
+                return task_id
+    return ""
 
 
 def received(request: Any) -> JobEvent:
@@ -116,23 +144,29 @@ def started(task: Any) -> JobEvent:
     """
     request = task.request
     delivery = request.delivery_info or {}
+    facts = _drop_empty(
+        name=task.name,
+        args=list(request.args or ()),
+        kwargs=dict(request.kwargs or {}),
+        queue=delivery.get("routing_key"),
+        priority=delivery.get("priority"),
+        parent_id=request.parent_id if request.parent_id != request.id else None,
+        root_id=request.root_id,
+        group_id=request.group,
+        correlation_id=getattr(request, correlation.HEADER, None) or request.root_id or request.id,
+    )
+    if request.group:
+        index = getattr(request, "group_index", None)
+        if isinstance(index, int):
+            facts["group_index"] = index
+        callback = chord_callback_id(getattr(request, "chord", None))
+        if callback:
+            facts[CHORD_CALLBACK] = callback
     return JobEvent(
         task_id=request.id,
         status=JobStatus.STARTED,
         attempt=(request.retries or 0) + 1,
-        facts=_drop_empty(
-            name=task.name,
-            args=list(request.args or ()),
-            kwargs=dict(request.kwargs or {}),
-            queue=delivery.get("routing_key"),
-            priority=delivery.get("priority"),
-            parent_id=request.parent_id if request.parent_id != request.id else None,
-            root_id=request.root_id,
-            group_id=request.group,
-            correlation_id=getattr(request, correlation.HEADER, None)
-            or request.root_id
-            or request.id,
-        ),
+        facts=facts,
         state=_drop_empty(started_at=timezone.now(), worker=request.hostname),
     )
 
@@ -227,6 +261,7 @@ def unknown_task(
             parent_id=headers.get("parent_id"),
             root_id=headers.get("root_id"),
             group_id=headers.get("group"),
+            group_index=headers.get("group_index") if headers.get("group") else None,
             correlation_id=headers.get(correlation.HEADER) or headers.get("root_id") or task_id,
         ),
         state={

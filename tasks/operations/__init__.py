@@ -1,5 +1,6 @@
 """What an operator may do to jobs: retry, replay and purge dead letters, cancel, prune,
-in bulk with a preview; and who is online to run them (worker heartbeats).
+in bulk with a preview; who is online to run them (worker heartbeats); what waits in
+each queue, pausing, resuming and purging it.
 
 The dashboard and the admin call these, and nothing else of the layer, to change jobs.
 """
@@ -17,6 +18,16 @@ from tasks.operations.bulk import apply as apply_bulk
 from tasks.operations.bulk import preview as preview_bulk
 from tasks.operations.cancellation import CancelOutcome, Outcome, cancel, cancel_many
 from tasks.operations.dead_letters import Replayed, purge, replay
+from tasks.operations.queues import (
+    Purged,
+    QueueActionRefused,
+    QueueState,
+    pause_queue,
+    purge_preview,
+    purge_queue,
+    queue_states,
+    resume_queue,
+)
 from tasks.operations.reruns import Rerun, retry_jobs
 from tasks.operations.retention import prune
 from tasks.runtime.heartbeat import online as workers_online
@@ -28,6 +39,9 @@ __all__ = [
     "CancelOutcome",
     "Outcome",
     "Preview",
+    "Purged",
+    "QueueActionRefused",
+    "QueueState",
     "Replayed",
     "Rerun",
     "Tally",
@@ -36,10 +50,15 @@ __all__ = [
     "bounded_count",
     "cancel",
     "cancel_many",
+    "pause_queue",
     "preview_bulk",
     "prune",
     "purge",
+    "purge_preview",
+    "purge_queue",
+    "queue_states",
     "replay",
+    "resume_queue",
     "retry_jobs",
     "workers_online",
 ]

@@ -145,6 +145,7 @@ def declare_dead_letter_queue(**_: Any) -> None:
 def connect(app: Any) -> None:
     app.steps["worker"].add(RecorderProcess)
     app.steps["worker"].add(WaitingJobsReporter)
+    app.steps["consumer"].add("tasks.runtime.paused_queues:PausedQueues")
     signals.worker_init.connect(install_worker_sink, weak=False, dispatch_uid="tasks.worker_sink")
     signals.worker_process_init.connect(
         install_child_sink, weak=False, dispatch_uid="tasks.child_sink"

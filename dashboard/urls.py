@@ -46,11 +46,11 @@ urlpatterns = [
     path("tasks/<str:name>/", task_stats.task_detail, name="task"),
     path("activity/", activity.activity, name="activity"),
     # Queues: depth from the broker, pause/resume on every worker, purge with a preview.
-    path("queues/", queues.not_built, name="queues"),
-    path("queues/live/", queues.not_built, name="queues-live"),
-    path("queues/<str:name>/pause/", queues.not_built, name="queue-pause"),
-    path("queues/<str:name>/resume/", queues.not_built, name="queue-resume"),
-    path("queues/<str:name>/purge/", queues.not_built, name="queue-purge"),
+    path("queues/", queues.queues, name="queues"),
+    path("queues/live/", queues.queues_live, name="queues-live"),
+    path("queues/<str:name>/pause/", queues.pause, name="queue-pause"),
+    path("queues/<str:name>/resume/", queues.resume, name="queue-resume"),
+    path("queues/<str:name>/purge/", queues.purge, name="queue-purge"),
     # Workers: alive or lost (heartbeats), pool grow/shrink, graceful shutdown.
     path("workers/", workers.not_built, name="workers"),
     path("workers/live/", workers.not_built, name="workers-live"),

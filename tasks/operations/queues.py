@@ -324,6 +324,8 @@ class Purged:
     count: int
     #: Of their jobs, those whose rows were unfinished and are now REVOKED.
     revoked: int
+    #: The task ids read from the deleted messages (for the audit log).
+    task_ids: tuple[str, ...] = ()
 
 
 def purge_preview(name: str) -> int | None:
@@ -344,7 +346,7 @@ def purge_queue(name: str, by: str = "") -> Purged:
     revoked = mark_purged(ids, name, by)
     forget()
     logger.info("Queue %s purged by %s: %d messages, %d jobs revoked", name, by, count, revoked)
-    return Purged(queue=name, count=count, revoked=revoked)
+    return Purged(queue=name, count=count, revoked=revoked, task_ids=tuple(ids))
 
 
 def mark_purged(task_ids: Iterable[str], queue: str, by: str = "") -> int:

@@ -69,4 +69,10 @@ def _cell(job: Job, column: str) -> str:
         text = f"{value:.3f}"
     else:
         text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return safe_cell(text)
+
+
+def safe_cell(text: str) -> str:
+    """`text` as a spreadsheet shows it, never runs it: a leading =, +, -, @, tab or
+    carriage return is prefixed with a quote (CSV injection)."""
     return "'" + text if text.startswith(_FORMULA_STARTS) else text

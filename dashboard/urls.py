@@ -62,10 +62,10 @@ urlpatterns = [
     path("schedules/<int:pk>/run/", schedules.not_built, name="schedule-run"),
     path("schedules/<int:pk>/enabled/", schedules.not_built, name="schedule-enabled"),
     # Batches: every group and chord, its progress, its jobs, a CSV of its items.
-    path("batches/", batches.not_built, name="batches"),
-    path("batches/live/", batches.not_built, name="batches-live"),
-    path("batches/<path:group_id>/export.csv", batches.not_built, name="batch-export"),
-    path("batches/<path:group_id>/cancel/", batches.not_built, name="batch-cancel"),
-    path("batches/<path:group_id>/live/", batches.not_built, name="batch-live"),
-    path("batches/<path:group_id>/", batches.not_built, name="batch"),
+    path("batches/", batches.batch_list, name="batches"),
+    path("batches/live/", batches.batch_list_live, name="batches-live"),
+    path("batches/<path:group_id>/export.csv", batches.batch_export, name="batch-export"),
+    path("batches/<path:group_id>/cancel/", batches.batch_cancel, name="batch-cancel"),
+    path("batches/<path:group_id>/live/", batches.batch_live, name="batch-live"),
+    path("batches/<path:group_id>/", batches.batch_detail, name="batch"),
 ]

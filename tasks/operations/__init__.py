@@ -5,6 +5,7 @@ each queue, pausing, resuming and purging it.
 The dashboard and the admin call these, and nothing else of the layer, to change jobs.
 """
 
+from tasks.operations.batches import cancel_rest, cancel_rest_preview
 from tasks.operations.bulk import (
     BulkAction,
     BulkLimitExceeded,
@@ -50,6 +51,8 @@ __all__ = [
     "bounded_count",
     "cancel",
     "cancel_many",
+    "cancel_rest",
+    "cancel_rest_preview",
     "pause_queue",
     "preview_bulk",
     "prune",

@@ -336,6 +336,19 @@ if os.environ.get("TASKS_EXPORT_LIMIT"):
 if os.environ.get("TASKS_REDACT_KEYS"):
     TASKS_REDACT_KEYS = env_list("TASKS_REDACT_KEYS", [])
 
+# --- Probes: /metrics and /readyz (dashboard/probes/, docs/metrics.md) -------------------
+# The bearer token Prometheus sends to scrape /metrics. Unset in production: /metrics
+# refuses every caller but a logged-in staff user (DEBUG also opens it to localhost).
+TASKS_METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# What /readyz requires (unset: the layer's defaults, docs/settings.md): a live worker
+# for each of these queues, and every queue under a backlog and a time to drain.
+if os.environ.get("TASKS_READY_QUEUES"):
+    TASKS_READY_QUEUES = env_list("TASKS_READY_QUEUES", [])
+if os.environ.get("TASKS_READY_MAX_BACKLOG"):
+    TASKS_READY_MAX_BACKLOG = env_int("TASKS_READY_MAX_BACKLOG", 10_000)
+if os.environ.get("TASKS_READY_MAX_DRAIN_SECONDS"):
+    TASKS_READY_MAX_DRAIN_SECONDS = env_int("TASKS_READY_MAX_DRAIN_SECONDS", 900)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -165,6 +165,12 @@ def _optional_url(name: str, value: Any) -> str | None:
     return value
 
 
+def _limit(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise _fail(name, "an int >= 0 (0: no limit)", value)
+    return value
+
+
 def _checked(default: Any, check: Callable[[str, Any], Any]) -> Any:
     if isinstance(default, Mapping):
         return field(default_factory=lambda: default, metadata={"check": check})
@@ -260,6 +266,28 @@ class LayerSettings:
     redact_keys: tuple[str, ...] = _checked(
         ("*password*", "*secret*", "*token*", "*email*", "api_key", "authorization"), _names
     )
+
+    # --- Probes and metrics (dashboard/probes/: /metrics, /readyz) -----------------------
+    #: The bearer token a scraper sends to read /metrics (and /readyz's details):
+    #: `Authorization: Bearer <token>`. Empty: only DEBUG's localhost and staff sessions
+    #: may read them; in production /metrics then refuses everyone else.
+    metrics_token: str = _checked("", _text)
+    #: The most task names /metrics labels; the others are summed under "other", so a
+    #: project with thousands of task names (or names made up at run time) cannot blow
+    #: up the scraper's series. The busiest of the month keep their names.
+    metrics_max_tasks: int = _checked(50, _positive_int)
+    #: The queues /readyz wants at least one live worker for. Empty: the Celery app's
+    #: default queue (`task_default_queue`), the one `.delay()` sends to.
+    ready_queues: tuple[str, ...] = _checked((), _names)
+    #: /readyz fails when a queue holds more messages than this (the dead-letter queue
+    #: aside). 0: no limit.
+    ready_max_backlog: int = _checked(10_000, _limit)
+    #: /readyz fails when a queue would take longer than this to drain at its recent
+    #: rate (seconds). 0: no limit.
+    ready_max_drain_seconds: float = _checked(15 * 60.0, _seconds(zero_allowed=True))
+    #: Seconds each /readyz check may take (a database or broker that does not answer
+    #: fails its check after this, instead of hanging the probe).
+    ready_check_timeout: float = _checked(2.0, _seconds(zero_allowed=False))
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -8,7 +8,7 @@ from django.urls import path
 from dashboard.probes import views
 
 urlpatterns = [
-    path("healthz", views.not_built, name="healthz"),
-    path("readyz", views.not_built, name="readyz"),
-    path("metrics", views.not_built, name="metrics"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics, name="metrics"),
 ]

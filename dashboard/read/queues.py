@@ -42,7 +42,8 @@ def jobs_url(name: str) -> str:
 
 
 def load(can_change: bool) -> Queues:
-    states = shared(("queues",), queue_states)
+    # Kept by `shared` (TASKS_DASHBOARD_SHARED_SECONDS), not by queue_states' own cache.
+    states = shared(("queues",), lambda: queue_states(max_age=0))
     return Queues(
         rows=[QueueRow(state=state, jobs_url=jobs_url(state.name)) for state in states],
         can_change=can_change,

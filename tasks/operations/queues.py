@@ -58,15 +58,16 @@ class QueueState:
     #: or its job is not recorded.
     oldest_age_seconds: float | None
     #: Jobs arriving per minute over RATE_WINDOW: finished jobs plus the growth of the
-    #: depth (an estimate, see `_in_rate`).
+    #: depth (an estimate, see `_in_rate`; equal to the out rate until measured).
     in_per_minute: float
     #: Jobs finished (any final status) per minute over RATE_WINDOW, from the tallies.
     out_per_minute: float
     #: How long a job published now would wait: the oldest waiting message's age when
     #: something waits, else the mean wait of the jobs finished in RATE_WINDOW.
     latency_seconds: float | None
-    #: Seconds until the queue is empty at the current net rate (0 when empty); None
-    #: when it is not draining (no rate, or growing) or its depth is unknown.
+    #: Seconds until the queue is empty at the current net rate (out - in; out alone
+    #: until arrivals are measured); 0 when empty; None when it is not draining (no
+    #: rate, or growing) or its depth is unknown.
     drain_seconds: float | None
     paused: bool
     #: Live workers consuming it now (0 while paused).
@@ -150,7 +151,7 @@ def _read() -> list[QueueState]:
         depth = held.depth if held is not None else None
         finished, wait_ms, waited = tallies.get(name, (0, 0, 0))
         out_rate = finished / window * 60 if window > 0 else 0.0
-        in_rate = _in_rate(name, depth, out_rate)
+        in_rate, measured = _in_rate(name, depth, out_rate)
         age = oldest.get(name) if depth else None
         workers = sum(1 for beat in beats if name in (beat.queues or []))
         is_paused = name in paused
@@ -166,7 +167,8 @@ def _read() -> list[QueueState]:
                 in_per_minute=round(in_rate, 2),
                 out_per_minute=round(out_rate, 2),
                 latency_seconds=latency(age, wait_ms, waited),
-                drain_seconds=drain_seconds(depth, in_rate, out_rate),
+                # Arrivals not measured yet: the drain time at the rate jobs leave.
+                drain_seconds=drain_seconds(depth, in_rate if measured else 0.0, out_rate),
                 paused=is_paused,
                 consumers=consumers,
                 workers=workers,
@@ -227,12 +229,13 @@ def _oldest_sent(waiting: dict[str, broker.Waiting], at: datetime) -> dict[str, 
     return {name: max(0.0, (at - moment).total_seconds()) for name, moment in sent.items()}
 
 
-def _in_rate(name: str, depth: int | None, out_rate: float) -> float:
-    """Arrivals per minute: what left plus how much the depth grew, over the readings
-    this process took within RATE_WINDOW. Nothing is counted as jobs arrive (no write
-    per publish); until a second reading 10 s apart, the queue is taken as steady."""
+def _in_rate(name: str, depth: int | None, out_rate: float) -> tuple[float, bool]:
+    """Arrivals per minute, and whether they were measured: what left plus how much the
+    depth grew, over the readings this process took within RATE_WINDOW. Nothing is
+    counted as jobs arrive (no write per publish); until a second reading 10 s apart,
+    the queue is shown as steady (in = out) and not measured."""
     if depth is None:
-        return out_rate
+        return out_rate, False
     now = time.monotonic()
     readings = _depths.setdefault(name, deque())
     readings.append((now, depth))
@@ -241,9 +244,9 @@ def _in_rate(name: str, depth: int | None, out_rate: float) -> float:
         readings.popleft()
     first_at, first_depth = readings[0]
     if now - first_at < 10:
-        return out_rate
+        return out_rate, False
     growth = (depth - first_depth) / (now - first_at) * 60
-    return max(0.0, out_rate + growth)
+    return max(0.0, out_rate + growth), True
 
 
 def latency(oldest_age: float | None, wait_ms: int, waited: int) -> float | None:

@@ -106,9 +106,11 @@ def test_rates_come_from_the_minute_tallies_and_give_the_time_to_drain(
 
     assert state.depth == 30
     assert state.out_per_minute > 0
-    # A first reading: arrivals are taken as steady (out), so it is not draining.
+    # A first reading: arrivals not measured yet (shown as in = out); the drain time
+    # is at the rate jobs leave.
     assert state.in_per_minute == state.out_per_minute
-    assert state.drain_seconds is None
+    assert state.drain_seconds is not None
+    assert state.drain_seconds == pytest.approx(30 / state.out_per_minute * 60, rel=0.02)
 
 
 def test_an_unreachable_broker_gives_no_depth_and_no_exception(

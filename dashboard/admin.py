@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
+from dashboard import beat_admin
 from dashboard.pagination import CappedCountPaginator
 from dashboard.redaction import redact, redact_message
 from tasks import operations
@@ -319,3 +320,7 @@ def _json(value: Any) -> str:
 
 def _time(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if moment else ""
+
+
+# django-celery-beat's schedule admins, with the checks their forms leave out.
+beat_admin.register()

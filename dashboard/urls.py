@@ -57,10 +57,10 @@ urlpatterns = [
     path("workers/<str:hostname>/pool/", workers.not_built, name="worker-pool"),
     path("workers/<str:hostname>/shutdown/", workers.not_built, name="worker-shutdown"),
     # Schedules (django-celery-beat): next run, last outcomes, enable/disable, run now.
-    path("schedules/", schedules.not_built, name="schedules"),
-    path("schedules/live/", schedules.not_built, name="schedules-live"),
-    path("schedules/<int:pk>/run/", schedules.not_built, name="schedule-run"),
-    path("schedules/<int:pk>/enabled/", schedules.not_built, name="schedule-enabled"),
+    path("schedules/", schedules.schedules, name="schedules"),
+    path("schedules/live/", schedules.schedules_live, name="schedules-live"),
+    path("schedules/<int:pk>/run/", schedules.run_now, name="schedule-run"),
+    path("schedules/<int:pk>/enabled/", schedules.set_enabled, name="schedule-enabled"),
     # Batches: every group and chord, its progress, its jobs, a CSV of its items.
     path("batches/", batches.batch_list, name="batches"),
     path("batches/live/", batches.batch_list_live, name="batches-live"),

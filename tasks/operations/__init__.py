@@ -31,6 +31,13 @@ from tasks.operations.queues import (
 )
 from tasks.operations.reruns import Rerun, retry_jobs
 from tasks.operations.retention import prune
+from tasks.operations.schedules import (
+    ScheduleNotRunnable,
+    ScheduleRun,
+    registered_tasks,
+    run_schedule_now,
+    set_schedule_enabled,
+)
 from tasks.runtime.heartbeat import online as workers_online
 
 __all__ = [
@@ -45,6 +52,8 @@ __all__ = [
     "QueueState",
     "Replayed",
     "Rerun",
+    "ScheduleNotRunnable",
+    "ScheduleRun",
     "Tally",
     "applies_to",
     "apply_bulk",
@@ -60,8 +69,11 @@ __all__ = [
     "purge_preview",
     "purge_queue",
     "queue_states",
+    "registered_tasks",
     "replay",
     "resume_queue",
     "retry_jobs",
+    "run_schedule_now",
+    "set_schedule_enabled",
     "workers_online",
 ]

@@ -20,7 +20,13 @@ from tasks.operations import QueueState, queue_states
 from tasks.operations.queues import drain_seconds, latency
 from tests.faults import count_run
 from tests.support.broker import PRIORITY_SEPARATOR, clear_queue
-from tests.support.brokers import REDIS_TRANSPORT, Broker, point_app_at
+from tests.support.brokers import (
+    REDIS_TRANSPORT,
+    Broker,
+    point_app_at,
+    rabbitmq_available,
+    rabbitmq_vhost,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -151,3 +157,21 @@ def test_drain_and_latency_rules() -> None:
     assert latency(12.5, 1000, 2) == 12.5
     assert latency(None, 1000, 2) == 0.5
     assert latency(None, 0, 0) is None
+
+
+@pytest.mark.skipif(not rabbitmq_available(), reason="no RabbitMQ at 127.0.0.1:5672")
+def test_rabbitmq_depth_comes_from_a_passive_declare(celery_app: Celery, queue: str) -> None:
+    previous = Broker("redis", celery_app.conf.broker_url, REDIS_TRANSPORT)
+    with rabbitmq_vhost() as rabbitmq:
+        point_app_at(celery_app, rabbitmq)
+        try:
+            for i in range(4):
+                count_run.apply_async((f"q{i}",), queue=queue, priority=i)
+            state = state_of(queue)
+            missing = next(s for s in queue_states(max_age=0) if s.name == "dead_letter")
+        finally:
+            point_app_at(celery_app, previous)
+    assert state.depth == 4
+    assert state.consumers == 0
+    assert state.oldest_age_seconds is not None  # the oldest SENT row of the queue
+    assert missing.depth == 0  # never declared: nothing waits

@@ -37,6 +37,7 @@ class BatchState(enum.StrEnum):
     RUNNING = "running"
     COMPLETE = "complete"
     WITH_FAILURES = "with failures"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,12 +70,14 @@ class BatchView:
 
     @property
     def state(self) -> BatchState:
-        """Running while members are still to finish; then complete, or with failures
-        when a member failed or was cancelled."""
+        """Running while members are still to finish; then with failures when a member
+        failed, cancelled when none failed but some were cancelled, else complete."""
         if self.done < self.total:
             return BatchState.RUNNING
-        if self.failed or self.cancelled:
+        if self.failed:
             return BatchState.WITH_FAILURES
+        if self.cancelled:
+            return BatchState.CANCELLED
         return BatchState.COMPLETE
 
     @property
@@ -229,6 +232,10 @@ def progress_chart(batch: BatchView) -> dict[str, Any]:
     index = 0
     limit = _floor(end, step)
     fmt = "%H:%M:%S" if step < timedelta(minutes=1) else "%m-%d %H:%M"
+    # The line starts at 0, one step before the first bucket (the batch's start).
+    labels.append(timezone.localtime(first - step).strftime(fmt))
+    done.append(0)
+    failed.append(0)
     while moment <= limit and len(labels) < 400:
         while index < len(buckets) and buckets[index] <= moment:
             total_done += counts[buckets[index]][0]

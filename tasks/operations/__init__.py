@@ -38,6 +38,16 @@ from tasks.operations.schedules import (
     run_schedule_now,
     set_schedule_enabled,
 )
+from tasks.operations.workers import (
+    ControlResult,
+    PoolChange,
+    WorkerState,
+    WorkerStatus,
+    lost_workers,
+    resize_pool,
+    worker_states,
+)
+from tasks.operations.workers import shutdown as shutdown_worker
 from tasks.runtime.heartbeat import online as workers_online
 
 __all__ = [
@@ -45,7 +55,9 @@ __all__ = [
     "BulkLimitExceeded",
     "BulkResult",
     "CancelOutcome",
+    "ControlResult",
     "Outcome",
+    "PoolChange",
     "Preview",
     "Purged",
     "QueueActionRefused",
@@ -55,6 +67,8 @@ __all__ = [
     "ScheduleNotRunnable",
     "ScheduleRun",
     "Tally",
+    "WorkerState",
+    "WorkerStatus",
     "applies_to",
     "apply_bulk",
     "bounded_count",
@@ -62,6 +76,7 @@ __all__ = [
     "cancel_many",
     "cancel_rest",
     "cancel_rest_preview",
+    "lost_workers",
     "pause_queue",
     "preview_bulk",
     "prune",
@@ -71,9 +86,12 @@ __all__ = [
     "queue_states",
     "registered_tasks",
     "replay",
+    "resize_pool",
     "resume_queue",
     "retry_jobs",
     "run_schedule_now",
     "set_schedule_enabled",
+    "shutdown_worker",
+    "worker_states",
     "workers_online",
 ]

@@ -47,11 +47,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hostname", default="", help="the worker's name, for its heartbeat")
     parser.add_argument("--pool", default="")
     parser.add_argument("--concurrency", type=int, default=0)
+    parser.add_argument(
+        "--started-at", default="", help="when the worker started (ISO 8601), for its uptime"
+    )
+    parser.add_argument(
+        "--reports",
+        action="store_true",
+        help="read the worker's counts from stdin, one line every few seconds",
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     django.setup()
     # The layer's modules import models, which need Django set up first.
+    from django.utils.dateparse import parse_datetime
+
     from tasks.conf import layer_settings
     from tasks.publish.relay import Relay
     from tasks.record import sinks
@@ -79,8 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     heartbeat = None
     if args.hostname:
         heartbeat = Heartbeat(
-            WorkerIdentity(args.hostname, args.parent, args.pool, args.concurrency, queues)
+            WorkerIdentity(args.hostname, args.parent, args.pool, args.concurrency, queues),
+            # A restarted recorder keeps the worker's start, not its own.
+            started_at=parse_datetime(args.started_at) if args.started_at else None,
         )
+        if args.reports:
+            heartbeat.read_reports(sys.stdin.fileno())
         # Stopped by its worker (SIGTERM): the worker shut down. Orphaned: it was lost.
         heartbeat.start(should_stop, shut_down=lambda: stopping)
     relay = Relay(queues=queues or None)

@@ -5,11 +5,13 @@ Connected from TasksConfig.ready(), so `celery -A project worker` needs no flags
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import bootsteps, signals
@@ -17,7 +19,8 @@ from django.db import connection
 
 from tasks.record import sinks
 from tasks.record.waiting_jobs import WaitingJobsReporter
-from tasks.runtime import dead_letter_queue
+from tasks.runtime import dead_letter_queue, worker_counts
+from tasks.runtime.heartbeat import Report
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +30,17 @@ CHILD_FLUSH_INTERVAL = 0.5  # seconds a running task's STARTED may wait in its p
 
 class RecorderProcess(bootsteps.StartStopStep):
     """Runs `python -m tasks.runtime.recorder_and_relay` beside the worker, for as long as
-    the worker runs: the recorder (Redis brokers) and the relay (tasks.publish.relay).
+    the worker runs: the recorder (Redis brokers), the relay (tasks.publish.relay) and
+    the worker's heartbeat (tasks.runtime.heartbeat).
 
     A process of its own, started fresh rather than forked: the relay's publishes stay
     off the worker's main process, and its database connection never meets the pool's
     forks (SQLite's locks do not survive a fork made while another thread holds one:
     a pool child then waited for a lock nobody held).
+
+    Every SUPERVISE_EVERY seconds the worker also tells it, on its stdin, its jobs
+    finished and failed (tasks.runtime.worker_counts) and its pool's size (which
+    pool_grow / pool_shrink change), for the heartbeat to write.
     """
 
     label = "Job recorder and relay"
@@ -43,19 +51,28 @@ class RecorderProcess(bootsteps.StartStopStep):
         self.queues = ""
         self.identity: list[str] = []
         self._stopping = False
+        self._pool: Any = None
+        # Here, before the pool forks its children: they inherit the shared counters.
+        worker_counts.install()
 
     def start(self, parent: Any) -> None:
         # The relay publishes the jobs of the queues this worker consumes (`-Q`).
         self.queues = ",".join(sorted(parent.app.amqp.queues.consume_from))
         pool = getattr(parent.pool_cls, "__module__", str(parent.pool_cls)).rsplit(".", 1)[-1]
+        self._pool = parent
         self.identity = [
             *("--hostname", parent.hostname),
             *("--pool", pool),
             *("--concurrency", str(parent.concurrency or 0)),
+            *("--started-at", datetime.now(UTC).isoformat()),
+            "--reports",
         ]
         self._spawn()
+        signals.worker_shutdown.connect(
+            self._stop_recorder, weak=False, dispatch_uid="tasks.runtime.recorder_stop"
+        )
         # A recorder that died is restarted; its unacknowledged entries are reclaimed.
-        parent.timer.call_repeatedly(SUPERVISE_EVERY, self._restart_if_dead)
+        parent.timer.call_repeatedly(SUPERVISE_EVERY, self._supervise)
 
     def _spawn(self) -> None:
         self.process = subprocess.Popen(
@@ -64,15 +81,48 @@ class RecorderProcess(bootsteps.StartStopStep):
                 *("--parent", str(os.getpid()), "--queues", self.queues),
                 *self.identity,
             ],
+            stdin=subprocess.PIPE,
         )
+        assert self.process.stdin is not None
+        # Never wait for it: a report that does not fit in the pipe is skipped (the next
+        # one carries the same totals).
+        os.set_blocking(self.process.stdin.fileno(), False)
         logger.info("Job recorder started (pid %s)", self.process.pid)
+        self._report()
 
-    def _restart_if_dead(self) -> None:
+    def _supervise(self) -> None:
         if not self._stopping and self.process is not None and self.process.poll() is not None:
             logger.error("Job recorder exited with %s; restarting it", self.process.returncode)
             self._spawn()
+        else:
+            self._report()
+
+    def _report(self) -> None:
+        if self.process is None or self.process.stdin is None:
+            return
+        counts = worker_counts.totals()
+        size = getattr(getattr(self._pool, "pool", None), "num_processes", None)
+        concurrency = size if isinstance(size, int) else getattr(self._pool, "concurrency", 0)
+        line = Report(counts.processed, counts.failed, concurrency or 0).line()
+        # Full (the next report says the same and more) or the recorder is gone.
+        with contextlib.suppress(OSError, ValueError):
+            os.write(self.process.stdin.fileno(), line)
 
     def stop(self, parent: Any) -> None:
+        """A warm shutdown: keep the recorder until the worker has shut down.
+
+        The worker's steps stop in the reverse of an order Celery does not fix (it
+        varies from one start to the next), so the pool may still be finishing its jobs
+        after this step is stopped: the recorder records their ends, and the heartbeat
+        keeps the worker online, until `worker_shutdown`, sent once the pool is joined.
+        """
+        self._stopping = True
+
+    def terminate(self, parent: Any) -> None:
+        """A cold shutdown: the pool's jobs are killed, nothing to wait for."""
+        self._stop_recorder()
+
+    def _stop_recorder(self, **_: Any) -> None:
         self._stopping = True
         try:
             sinks.flush()
@@ -80,14 +130,13 @@ class RecorderProcess(bootsteps.StartStopStep):
             logger.exception("Could not flush recorded events at shutdown")
         if self.process is None or self.process.poll() is not None:
             return
+        self._report()  # the final counts, written with the "stopped" mark
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-
-    terminate = stop
 
 
 def install_worker_sink(**_: Any) -> None:

@@ -2,7 +2,9 @@
 
 One range of the `job_status_created` index (status = STARTED, by created_at
 descending), cut at `LIMIT` rows; the total is a capped count over the same range, so
-neither query grows with the job table, only with what is running.
+neither query grows with the job table, only with what is running. A job whose worker
+is lost (tasks.operations.lost_workers: a third, small query on the heartbeat rows) is
+marked at risk.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from tasks.models import Job
-from tasks.operations import BulkAction, Tally, bounded_count
+from tasks.operations import BulkAction, Tally, bounded_count, lost_workers
 
 #: Rows listed, newest first; the rest are in the explorer (status:started). Every
 #: open Running tab re-renders them every few seconds, so they are kept few.
@@ -46,6 +48,8 @@ class RunningJob:
     progress: int
     progress_message: str
     cancel_requested_at: datetime | None
+    #: Its worker is lost (no heartbeat, no clean shutdown): nobody may be running it.
+    at_risk: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +67,9 @@ class Running:
 
 def load(allowed: AbstractSet[BulkAction], now: datetime) -> Running:
     rows = list(Job.objects.running().order_by("-created_at").only(*FIELDS)[:LIMIT])
+    lost = lost_workers(now) if rows else frozenset()
     return Running(
-        jobs=tuple(_row(job, now) for job in rows),
+        jobs=tuple(_row(job, now, lost) for job in rows),
         total=(
             bounded_count(Job.objects.running(), COUNT_CAP)
             if len(rows) >= LIMIT
@@ -75,7 +80,7 @@ def load(allowed: AbstractSet[BulkAction], now: datetime) -> Running:
     )
 
 
-def _row(job: Job, now: datetime) -> RunningJob:
+def _row(job: Job, now: datetime, lost: frozenset[str]) -> RunningJob:
     return RunningJob(
         task_id=job.task_id,
         name=job.name,
@@ -86,4 +91,5 @@ def _row(job: Job, now: datetime) -> RunningJob:
         progress=job.progress,
         progress_message=job.progress_message,
         cancel_requested_at=job.cancel_requested_at,
+        at_risk=job.worker in lost,
     )

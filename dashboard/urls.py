@@ -52,10 +52,10 @@ urlpatterns = [
     path("queues/<str:name>/resume/", queues.resume, name="queue-resume"),
     path("queues/<str:name>/purge/", queues.purge, name="queue-purge"),
     # Workers: alive or lost (heartbeats), pool grow/shrink, graceful shutdown.
-    path("workers/", workers.not_built, name="workers"),
-    path("workers/live/", workers.not_built, name="workers-live"),
-    path("workers/<str:hostname>/pool/", workers.not_built, name="worker-pool"),
-    path("workers/<str:hostname>/shutdown/", workers.not_built, name="worker-shutdown"),
+    path("workers/", workers.workers, name="workers"),
+    path("workers/live/", workers.workers_live, name="workers-live"),
+    path("workers/<str:hostname>/pool/", workers.worker_pool, name="worker-pool"),
+    path("workers/<str:hostname>/shutdown/", workers.worker_shutdown, name="worker-shutdown"),
     # Schedules (django-celery-beat): next run, last outcomes, enable/disable, run now.
     path("schedules/", schedules.schedules, name="schedules"),
     path("schedules/live/", schedules.schedules_live, name="schedules-live"),

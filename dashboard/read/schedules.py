@@ -12,8 +12,10 @@ rows at most), which includes a "run now" and any other call of the task with th
 arguments. The page says so.
 
 Beat writes `last_run_at` back to its table only every few minutes (Celery's
-`beat_sync_every` / `sync_every`, 3 minutes by default): the newest such job, when it
-is newer, is the better "last ran" and the base of the next run.
+`beat_sync_every`, 3 minutes by default), so "last ran" is beat's record as saved and the
+jobs column has the exact times. The jobs cannot move the next run: a run now is among
+them and beat's schedule ignores it. An interval whose saved last run is more than one
+interval old is projected forward (beat, running, has sent it since); `projected` says so.
 """
 
 from __future__ import annotations
@@ -136,10 +138,7 @@ def _row(
     kind, words, zone = describe(periodic)
     args, kwargs = _loads(periodic.args, []), _loads(periodic.kwargs, {})
     jobs = [job for job in task_jobs if _same_call(job, args, kwargs)][:JOBS_SHOWN]
-    newest = jobs[0].created_at if jobs else None
     last_run_at = periodic.last_run_at
-    if newest is not None and (last_run_at is None or newest > last_run_at):
-        last_run_at = newest
     return ScheduleRow(
         pk=periodic.pk,
         name=periodic.name,
@@ -219,6 +218,10 @@ def next_run(
             # Beat's last run as saved is older than the last match: the next one is
             # the first match after now (beat sends a missed one at once, then this).
             at = _next_after(schedule, now.astimezone(_schedule_zone(schedule, zone)), now)
+        elif periodic.interval_id and periodic.last_run_at is not None and at > last:
+            every = at - last
+            missed = (now - at) // every + 1
+            at, note = at + missed * every, "estimated"
         else:
             at, note = now, "due now"
     if periodic.expires is not None and at >= periodic.expires:

@@ -180,9 +180,9 @@ FROM tasklayer_job WHERE started_at IS NOT NULL
 """
 WORKER_BEATS_SQL = """
 INSERT INTO tasklayer_workerbeat (hostname, pid, pool, concurrency, queues, started_at,
-    last_seen_at, stopped_at)
+    last_seen_at, stopped_at, processed, failed)
 SELECT 'worker-' || k || '@host', 1000 + k, 'prefork', 4,
-       '["default", "high", "low"]'::jsonb, now() - interval '30 days', now(), NULL
+       '["default", "high", "low"]'::jsonb, now() - interval '30 days', now(), NULL, 0, 0
 FROM generate_series(0, %(workers)s - 1) AS k
 """
 OBSERVATION_TABLES = (

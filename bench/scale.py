@@ -13,8 +13,8 @@
    (STARTED with a progress bar, SENT, RECEIVED) in the last hour;
 3. times, REPEAT times each after a warm-up call, through the real Django stack: the
    admin job list (first page), the list filtered by status, a search by task id, two
-   questions of dashboard.stats, and every page and live fragment of /dashboard/
-   (bench.dashboard_questions);
+   questions of dashboard.stats, every page and live fragment of /dashboard/
+   (bench.dashboard_questions), and the /metrics scrape (its own target, 250 ms);
 4. keeps the database (`--keep`) or drops it.
 
 `bench.scale_ratios` (part of `make bench`) reuses `load` to measure enqueue and drain
@@ -39,6 +39,9 @@ from bench.figures import percentile
 
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 P95_TARGET_MS = 150.0
+# The Prometheus scrape: every series of /metrics in one request (issue 22).
+SCRAPE = "/metrics scrape (Prometheus, bearer token)"
+SCRAPE_P95_TARGET_MS = 250.0
 DAYS = 30
 NAMES = [f"shop.tasks.job_{k:02d}" for k in range(20)]
 # Samples per question: with 20 the "p95" was the slowest sample, one hiccup of a shared
@@ -293,15 +296,33 @@ def measure(rows: int) -> list[dict[str, Any]]:
                 }
             )
         )
+    results.append(scrape_verdict(REPEAT))
     return results
 
 
-def verdict(found: dict[str, Any]) -> dict[str, Any]:
+def scrape_verdict(repeat: int) -> dict[str, Any]:
+    """/metrics as Prometheus scrapes it (its bearer token, no session), against its
+    own target (issue 22: p95 < 250 ms at 10M rows): every series read from the
+    tallies, the job indexes, the heartbeats and the broker."""
+    from django.test import Client, override_settings
+
+    token = "bench-metrics-token"  # noqa: S105
+    with override_settings(TASKS_METRICS_TOKEN=token):
+        scraper = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+        question = dashboard_questions.Question(SCRAPE, "/metrics")
+        found = dashboard_questions.timed(question, scraper, repeat, time.perf_counter)
+    found.pop("body", None)
+    return verdict(found, SCRAPE_P95_TARGET_MS)
+
+
+def verdict(found: dict[str, Any], target_ms: float = P95_TARGET_MS) -> dict[str, Any]:
     """A question's line: p50/p95 of its samples against the target, or why it has none
     (a page not built yet, an error): FAIL then."""
     line = {"question": found["question"]}
     if "path" in found:
         line["path"] = found["path"]
+    if target_ms != P95_TARGET_MS:
+        line["target_ms"] = target_ms
     if "failed" in found:
         return {**line, "failed": found["failed"], "pass": False}
     samples = found["samples"]
@@ -310,7 +331,7 @@ def verdict(found: dict[str, Any]) -> dict[str, Any]:
         **line,
         "p50_ms": statistics.median(samples),
         "p95_ms": p95,
-        "pass": p95 < P95_TARGET_MS,
+        "pass": p95 < target_ms,
     }
 
 
@@ -382,12 +403,13 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---|")
     for r in results:
         passed = "PASS" if r["pass"] else "FAIL"
+        target = r.get("target_ms", P95_TARGET_MS)
         if "failed" in r:
-            print(f"| {r['question']} | {r['failed']} | | < {P95_TARGET_MS:.0f} | {passed} |")
+            print(f"| {r['question']} | {r['failed']} | | < {target:.0f} | {passed} |")
             continue
         print(
             f"| {r['question']} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} "
-            f"| < {P95_TARGET_MS:.0f} | {passed} |"
+            f"| < {target:.0f} | {passed} |"
         )
     if args.keep:
         print(f"\nkept: {url}")

@@ -82,13 +82,15 @@ def verdicts(loaded: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
     for query in loaded.get("queries", ()):
         figure = f"{query['question']}, p95, {loaded['rows']:,} rows"
+        # The /metrics scrape has a target of its own (bench.scale.SCRAPE_P95_TARGET_MS).
+        target = query.get("target_ms", scale.P95_TARGET_MS)
         if "failed" in query:
             # A page not built yet (501) or one that failed: no time, and no PASS.
             lines.append(
                 verdict(
                     figure,
                     single(math.nan),
-                    f"< {scale.P95_TARGET_MS:.0f} ({query['failed']})",
+                    f"< {target:.0f} ({query['failed']})",
                     False,
                     "ms",
                 )
@@ -99,8 +101,8 @@ def verdicts(loaded: Mapping[str, Any]) -> list[dict[str, Any]]:
             verdict(
                 figure,
                 single(query["p95_ms"]),
-                f"< {scale.P95_TARGET_MS:.0f} (p50 {query['p50_ms']:.1f})",
-                query["p95_ms"] < scale.P95_TARGET_MS,
+                f"< {target:.0f} (p50 {query['p50_ms']:.1f})",
+                query["p95_ms"] < target,
                 "ms",
             )
         )

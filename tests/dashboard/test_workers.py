@@ -99,8 +99,8 @@ def test_lost_workers_come_first_with_their_jobs_at_risk(
     ]
     assert "at risk" not in online_row
     assert 'data-task-id="job-on-alive"' in online_row
-    assert '<td class="num c-processed" data-label="processed">120</td>' in online_row
-    assert '<td class="num c-failed" data-label="failed">7</td>' in online_row
+    assert '<span class="c-processed">120</span>' in online_row
+    assert '<span class="c-failed">7</span> failed' in online_row
     assert "default" in online_row
     assert "high" in online_row
     assert "1 lost" in html

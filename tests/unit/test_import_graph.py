@@ -103,12 +103,14 @@ def test_the_layer_never_imports_the_dashboard() -> None:
 
 
 #: What each package of the layer may import besides the core modules at the top.
-#: A job's life runs down this list: recorded state, publishing, the worker, operators.
+#: A job's life runs down this list: recorded state, publishing, the worker, operators;
+#: `broker` (what waits in the broker's queues) sits beside them, for the operators.
 LAYERS = {
+    "broker": {"celery_defaults"},
     "record": set(),
     "publish": {"record"},
     "runtime": {"record", "publish"},
-    "operations": {"record", "publish", "runtime"},
+    "operations": {"broker", "record", "publish", "runtime"},
 }
 #: The nouns every package builds on; they import none of the packages.
 CORE = {"models", "observations", "lifecycle", "conf", "exceptions", "correlation", "backoff"}

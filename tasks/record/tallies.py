@@ -120,13 +120,14 @@ class Finishing:
             finished.append(item)
             if item.fingerprint:
                 marked[event.task_id] = _with_state(event, fingerprint=item.fingerprint)
-        batch_changes = batches.changes(
-            events,
-            {
-                task_id: batches.Known(row[1], row[2], row[6], row[7], row[8])
-                for task_id, row in known.items()
-            },
-        )
+        # Only rows in a group, or about to join one, can change a Batch row.
+        joining = set(members)
+        grouped = {
+            task_id: batches.Known(row[1], row[2], row[6], row[7], row[8])
+            for task_id, row in known.items()
+            if row[6] or task_id in joining
+        }
+        batch_changes = batches.changes(events, grouped) if grouped or joining else []
         events = [marked.get(event.task_id, event) for event in events]
         return cls(finished, batch_changes), events
 

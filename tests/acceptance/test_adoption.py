@@ -129,6 +129,8 @@ admin = get_user_model().objects.create_superuser("admin", "admin@example.com", 
 client.force_login(admin)
 page = client.get("/admin/tasklayer/job/")
 dashboard = client.get("/dashboard/jobs/", {{"q": "task:shop.tasks.add"}})
+healthz = Client(HTTP_HOST="localhost", raise_request_exception=False).get("/healthz")
+metrics = client.get("/metrics")  # a staff session may read it, as a scraper's token may
 report({{
     "layer_module": tasks.__file__,
     "task_is_tracked": isinstance(add, TrackedTask),
@@ -141,6 +143,9 @@ report({{
     "admin_lists_job": bool(task_id) and task_id in page.content.decode(),
     "dashboard_status": dashboard.status_code,
     "dashboard_lists_job": bool(task_id) and task_id in dashboard.content.decode(),
+    "healthz_status": healthz.status_code,
+    "metrics_status": metrics.status_code,
+    "metrics_count_the_job": 'task="shop.tasks.add"' in metrics.content.decode(),
 }})
 """
 
@@ -261,6 +266,12 @@ def test_a_new_project_adopts_the_layer_by_the_readme_and_its_job_succeeds(
             (
                 outcome["dashboard_status"] == 200 and not outcome["dashboard_lists_job"],
                 "/dashboard/jobs/ does not list the job",
+            ),
+            (outcome["healthz_status"] != 200, f"/healthz answered {outcome['healthz_status']}"),
+            (outcome["metrics_status"] != 200, f"/metrics answered {outcome['metrics_status']}"),
+            (
+                outcome["metrics_status"] == 200 and not outcome["metrics_count_the_job"],
+                "/metrics has no series for the job's task",
             ),
         )
         if failed

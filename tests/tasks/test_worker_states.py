@@ -50,7 +50,12 @@ def _short_window(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def start_worker(
-    celery_app: Celery, redis_server: RedisServer, output_dir: Path, tag: str, concurrency: int = 1
+    celery_app: Celery,
+    redis_server: RedisServer,
+    output_dir: Path,
+    tag: str,
+    concurrency: int = 1,
+    extra_args: tuple[str, ...] = (),
 ) -> WorkerProcess:
     env = worker_env(redis_server.url, side_redis_url=redis_server.url)
     env["TASKS_HEARTBEAT_INTERVAL"] = str(INTERVAL)
@@ -59,6 +64,7 @@ def start_worker(
         env=env,
         queues=f"workers-{tag}-{uuid.uuid4().hex[:6]}",
         concurrency=concurrency,
+        extra_args=extra_args,
         log_path=output_dir / "logs" / f"worker-states-{tag}.log",
     ).start()
 
@@ -69,8 +75,8 @@ def worker_factory(
 ) -> Iterator[Callable[..., WorkerProcess]]:
     started: list[WorkerProcess] = []
 
-    def start(tag: str, concurrency: int = 1) -> WorkerProcess:
-        worker = start_worker(celery_app, redis_server, output_dir, tag, concurrency)
+    def start(tag: str, concurrency: int = 1, extra_args: tuple[str, ...] = ()) -> WorkerProcess:
+        worker = start_worker(celery_app, redis_server, output_dir, tag, concurrency, extra_args)
         started.append(worker)
         return worker
 
@@ -152,6 +158,25 @@ def test_counts_match_the_jobs_run_and_the_pool_grows_and_shrinks(
     assert not refused.ok
     assert "at least one" in refused.message
     assert worker.is_alive()
+
+
+def test_a_replaced_pool_process_carries_on_the_count_of_the_one_before(
+    celery_app: Celery, worker_factory: Callable[..., WorkerProcess]
+) -> None:
+    # Every job in a fresh child: each new child takes over its predecessor's slot.
+    worker = worker_factory("recycled", concurrency=1, extra_args=("--max-tasks-per-child=1",))
+    results = [
+        celery_app.send_task("tests.faults.slow_noop", args=[i], queue=worker.queues)
+        for i in range(3)
+    ]
+    results.append(celery_app.send_task("tests.faults.no_dead_letter", queue=worker.queues))
+    for result in results:
+        wait_for_job(result.id)
+    state = eventually(
+        lambda: (s := state_of(worker.name)) and s.processed == 4 and s,
+        what="processed reaches 4",
+    )
+    assert state.failed == 1
 
 
 def test_a_graceful_shutdown_lets_the_running_job_finish_and_leaves_the_worker_stopped(

@@ -30,6 +30,10 @@ NEXT_LINK = re.compile(r"<a\b[^>]*\brel=\"next\"[^>]*>")
 HREF = re.compile(r"\bhref=\"([^\"]+)\"")
 PAGE_TWO = "jobs explorer, page 2 (cursor from page 1)"
 EXPLORER_FIRST_PAGE = "jobs explorer, first page (no filter)"
+# Groups among the generated jobs (bench.scale): every BATCH_EVERY-th block of BATCH_SIZE
+# consecutive jobs is one group, so 10M rows hold 50 batches of 10,000 members.
+BATCH_SIZE = 10_000
+BATCH_EVERY = 20
 
 
 @dataclass(frozen=True)
@@ -55,10 +59,22 @@ def task_id_of(i: int) -> str:
     return format(i, "032x")
 
 
+def batch_id_of(block: int) -> str:
+    """The group id bench.scale gives the generated jobs of block `block`."""
+    return f"bench-batch-{block}"
+
+
+def middle_batch(rows: int) -> str:
+    """A generated batch near the middle of the table (block 0 when there are few rows)."""
+    blocks = max(rows // BATCH_SIZE, 1)
+    return batch_id_of((blocks // 2) // BATCH_EVERY * BATCH_EVERY)
+
+
 def questions(now: datetime, rows: int, tz: tzinfo) -> list[Question]:
     """Every page and live fragment of the dashboard, in the order they are timed; the
     explorer's page 2 comes later (`page_two`), from page 1's link."""
     middle = task_id_of(rows // 2)
+    batch = f"/dashboard/batches/{middle_batch(rows)}/"
     time_range = (
         f"status:failure task:{ONE_TASK} "
         f"after:{spelt(now - timedelta(hours=6), tz)} before:{spelt(now - timedelta(hours=1), tz)}"
@@ -84,6 +100,17 @@ def questions(now: datetime, rows: int, tz: tzinfo) -> list[Question]:
         Question("tasks, 30 days", "/dashboard/tasks/?window=30d"),
         Question("one task's page", f"/dashboard/tasks/{ONE_TASK}/"),
         Question("activity", "/dashboard/activity/"),
+        Question("queues", "/dashboard/queues/"),
+        Question("queues, live fragment", "/dashboard/queues/live/"),
+        Question("workers", "/dashboard/workers/"),
+        Question("workers, live fragment", "/dashboard/workers/live/"),
+        Question("schedules", "/dashboard/schedules/"),
+        Question("schedules, live fragment", "/dashboard/schedules/live/"),
+        Question("batches, newest", "/dashboard/batches/"),
+        Question("batches, live fragment", "/dashboard/batches/live/"),
+        Question("one batch of 10,000", batch),
+        Question("one batch, live fragment", batch + "live/"),
+        Question("one batch, progress chart", batch + "live/?part=chart"),
         Question(
             "bulk preview: retry the failures of the last hour",
             "/dashboard/actions/preview/",

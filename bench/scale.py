@@ -59,11 +59,12 @@ FAILED = (FAILED_VALUE, FAILED_TIMEOUT)
 RUNNING_ROWS = 300
 QUEUED_ROWS = 300
 WORKERS = 8
+SCHEDULES = 10
 FILL_SQL = """
 INSERT INTO tasklayer_job (
     task_id, name, queue, priority, args, kwargs, status, progress, progress_message,
     result, error, traceback, attempts, worker, correlation_id, parent_id, root_id,
-    group_id, eta, created_at, updated_at, sent_at, started_at, finished_at,
+    group_id, group_index, eta, created_at, updated_at, sent_at, started_at, finished_at,
     dead_lettered_at, dead_letter_resolution, retried_from_id, fingerprint)
 SELECT
     id_text, name, (ARRAY['default', 'high', 'low'])[1 + i % 3], NULL,
@@ -81,8 +82,11 @@ SELECT
         || CASE kind WHEN 1 THEN 'ValueError: bad input ' || i
                      ELSE 'TimeoutError: upstream did not answer in 30 s' END
     ELSE '' END,
-    1, 'worker-' || (i % %(workers)s) || '@host', id_text, '', id_text, '', NULL,
-    created, finished, created, started, finished,
+    1, 'worker-' || (i % %(workers)s) || '@host', id_text, '', id_text,
+    CASE WHEN (i / %(batch_size)s) % %(batch_every)s = 0
+         THEN 'bench-batch-' || (i / %(batch_size)s) ELSE '' END,
+    CASE WHEN (i / %(batch_size)s) % %(batch_every)s = 0 THEN i % %(batch_size)s END,
+    NULL, created, finished, created, started, finished,
     CASE WHEN kind IN (1, 3) AND i % 10 = 0 THEN finished END, '', NULL,
     -- The failure group (tasks.record.fingerprint: task name, exception class, frame):
     -- one per task name and exception class here.
@@ -104,7 +108,7 @@ UNFINISHED_SQL = """
 INSERT INTO tasklayer_job (
     task_id, name, queue, priority, args, kwargs, status, progress, progress_message,
     result, error, traceback, attempts, worker, correlation_id, parent_id, root_id,
-    group_id, eta, created_at, updated_at, sent_at, started_at, finished_at,
+    group_id, group_index, eta, created_at, updated_at, sent_at, started_at, finished_at,
     dead_lettered_at, dead_letter_resolution, retried_from_id, fingerprint)
 SELECT
     id_text, (%(names_array)s)[1 + i % %(names)s], (ARRAY['default', 'high', 'low'])[1 + i % 3],
@@ -113,7 +117,7 @@ SELECT
     CASE status WHEN 'STARTED' THEN 'step ' || (k * 37) % 100 || ' of 100' ELSE '' END,
     NULL, '', '', CASE status WHEN 'STARTED' THEN 1 ELSE 0 END,
     CASE status WHEN 'SENT' THEN '' ELSE 'worker-' || (i % %(workers)s) || '@host' END,
-    id_text, '', id_text, '', NULL,
+    id_text, '', id_text, '', NULL, NULL,
     created, created, created,
     CASE status WHEN 'STARTED' THEN created + interval '40 milliseconds' END, NULL,
     NULL, '', NULL, ''
@@ -218,6 +222,8 @@ def fill_sql(template: str, rows: int) -> str:
         "rows": str(rows),
         "running": str(RUNNING_ROWS),
         "unfinished": str(RUNNING_ROWS + QUEUED_ROWS),
+        "batch_size": str(dashboard_questions.BATCH_SIZE),
+        "batch_every": str(dashboard_questions.BATCH_EVERY),
     }
     for key, value in values.items():
         template = template.replace(f"%({key})s", value)
@@ -247,6 +253,7 @@ def measure(rows: int) -> list[dict[str, Any]]:
     client.force_login(user)
     middle_id = dashboard_questions.task_id_of(rows // 2)
     assert Job.objects.filter(task_id=middle_id).exists(), "the generated rows are missing"
+    seed_schedules()
     now = timezone.now()
     hour_ago = now - timezone.timedelta(hours=1)
 
@@ -298,6 +305,24 @@ def measure(rows: int) -> list[dict[str, Any]]:
         )
     results.append(scrape_verdict(REPEAT))
     return results
+
+
+def seed_schedules() -> None:
+    """Beat schedules of a generated task, so the schedules page reads its latest jobs
+    among the loaded rows (beat's tables are otherwise empty in the bench's database)."""
+    from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+    every, _ = IntervalSchedule.objects.get_or_create(every=30, period=IntervalSchedule.SECONDS)
+    nightly, _ = CrontabSchedule.objects.get_or_create(minute="0", hour="3")
+    for n in range(SCHEDULES):
+        PeriodicTask.objects.get_or_create(
+            name=f"bench schedule {n}",
+            defaults={
+                "task": dashboard_questions.ONE_TASK,
+                "args": json.dumps([n]),
+                **({"interval": every} if n % 2 else {"crontab": nightly}),
+            },
+        )
 
 
 def scrape_verdict(repeat: int) -> dict[str, Any]:

@@ -185,7 +185,19 @@ SELECT 'worker-' || k || '@host', 1000 + k, 'prefork', 4,
        '["default", "high", "low"]'::jsonb, now() - interval '30 days', now(), NULL, 0, 0
 FROM generate_series(0, %(workers)s - 1) AS k
 """
+# One row per group, counted as the recorder counts them (tasks.record: FAILURE is
+# failed, REVOKED cancelled).
+BATCHES_SQL = """
+INSERT INTO tasklayer_batch (group_id, kind, name, callback_id, total, succeeded, failed,
+    cancelled, created_at, last_finished_at)
+SELECT group_id, 'group', CASE WHEN count(DISTINCT name) = 1 THEN min(name) ELSE 'mixed' END,
+       '', count(*), count(*) FILTER (WHERE status = 'SUCCESS'),
+       count(*) FILTER (WHERE status = 'FAILURE'), count(*) FILTER (WHERE status = 'REVOKED'),
+       min(created_at), max(finished_at)
+FROM tasklayer_job WHERE group_id <> '' GROUP BY group_id
+"""
 OBSERVATION_TABLES = (
+    "tasklayer_batch",
     "tasklayer_jobtally",
     "tasklayer_statustally",
     "tasklayer_timingtally",
@@ -226,6 +238,7 @@ def write_observations(conn: Any, workers: int) -> dict[str, float]:
             TIMING_TALLY_DAYS_SQL,
         ],
         "failures_s": [FAILURE_GROUP_SQL, FAILURE_TALLY_SQL],
+        "batches_s": [BATCHES_SQL],
     }
     for label, statements in steps.items():
         started = time.monotonic()

@@ -108,6 +108,13 @@ def test_the_loads_tallies_failure_groups_and_attempts_are_the_recorders(
         started = conn.execute(
             "SELECT count(*) FROM tasklayer_job WHERE started_at IS NOT NULL"
         ).fetchone()
+        batches = conn.execute(
+            "SELECT group_id, total, succeeded + failed + cancelled FROM tasklayer_batch"
+        ).fetchall()
+        members = conn.execute(
+            "SELECT count(*), min(group_index), max(group_index) FROM tasklayer_job "
+            "WHERE group_id = 'bench-batch-0'"
+        ).fetchone()
     assert len(jobs) == GENERATED_JOBS
     for batch in chunks([as_recorder_sees(row) for row in jobs], 200):
         Finishing(list(batch)).add()
@@ -130,6 +137,9 @@ def test_the_loads_tallies_failure_groups_and_attempts_are_the_recorders(
     assert attempts is not None
     assert started is not None
     assert attempts[0] == attempts[1] == started[0]
+    # Fewer jobs than a block: all of them are block 0's batch, finished, in order.
+    assert batches == [("bench-batch-0", GENERATED_JOBS, GENERATED_JOBS)]
+    assert members == (GENERATED_JOBS, 0, GENERATED_JOBS - 1)
 
 
 @pytest.mark.parametrize("ms", [0, 1, 4, 5, 6, 999, 1000, 1001, 1003, 2002, 3_600_000, 3_600_001])

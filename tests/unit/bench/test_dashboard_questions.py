@@ -19,9 +19,24 @@ from bench import dashboard_questions, report, scale, scale_report
 from bench.dashboard_questions import Question
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
-# Not timed: the CSV export and autocomplete are not pages, a chart bucket's link is a
-# redirect to an explorer page (timed), applying changes jobs.
-NOT_PAGES = {"jobs-export", "jobs-suggest", "jobs-bucket", "action-apply"}
+# Not timed: the CSV exports and autocomplete are not pages, a chart bucket's link is a
+# redirect to an explorer page (timed), the actions (and their confirmations) change
+# queues, workers, schedules and jobs.
+NOT_PAGES = {
+    "jobs-export",
+    "jobs-suggest",
+    "jobs-bucket",
+    "action-apply",
+    "queue-pause",
+    "queue-resume",
+    "queue-purge",
+    "worker-pool",
+    "worker-shutdown",
+    "schedule-run",
+    "schedule-enabled",
+    "batch-export",
+    "batch-cancel",
+}
 
 
 def test_every_page_and_live_fragment_of_the_dashboard_is_a_question() -> None:
@@ -163,3 +178,9 @@ def test_a_failed_question_is_a_fail_line_of_the_targets_table() -> None:
         "< 150 (not built)",
         "FAIL",
     ]
+
+
+def test_the_timed_batch_is_one_the_load_makes() -> None:
+    # Blocks 0, 20, 40, ... are groups; 10M rows make blocks 0..999.
+    assert dashboard_questions.middle_batch(10_000_000) == "bench-batch-500"
+    assert dashboard_questions.middle_batch(1000) == "bench-batch-0"

@@ -331,6 +331,8 @@ TASKS_QUEUE_DEPTH_CACHE = float(os.environ.get("TASKS_QUEUE_DEPTH_CACHE") or 1.0
 FLOWER_BASIC_AUTH = os.environ.get("FLOWER_BASIC_AUTH", "")
 # The dashboard's link to Flower (`make run` sets FLOWER_URL; empty: no link).
 TASKS_FLOWER_URL = os.environ.get("FLOWER_URL", "")
+# Workers and web processes must agree on it (a worker is lost after three missed beats).
+TASKS_HEARTBEAT_INTERVAL = float(os.environ.get("TASKS_HEARTBEAT_INTERVAL", "5"))
 # The dashboard: the most jobs one bulk action may touch, rows per CSV export, and the
 # argument keys masked on every page (docs/settings.md; unset: the layer's defaults).
 if os.environ.get("TASKS_BULK_ACTION_LIMIT"):

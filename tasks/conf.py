@@ -260,6 +260,10 @@ class LayerSettings:
     #: Argument keys whose values every page, export and the admin mask (shell-style
     #: patterns, case-insensitive, matched at any depth of args, kwargs and results).
     #: The row keeps the real value, so a replay gets it.
+    #: Seconds between two heartbeats of a worker (written by the process beside it). A
+    #: worker is online while its last beat is younger than three intervals, lost after:
+    #: workers and web processes must agree on it.
+    heartbeat_interval: float = _checked(5.0, _seconds(zero_allowed=False))
     #: Where the dashboard's "Flower" link points ('' for no link): Flower runs beside the
     #: web process, behind its own authentication.
     flower_url: str = _checked("", _text)

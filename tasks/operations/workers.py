@@ -96,7 +96,7 @@ _ORDER = {WorkerStatus.LOST: 0, WorkerStatus.ONLINE: 1, WorkerStatus.STOPPED: 2}
 def status_of(beat: WorkerBeat, now: datetime) -> WorkerStatus:
     if beat.stopped_at is not None:
         return WorkerStatus.STOPPED
-    if beat.last_seen_at >= now - heartbeat.ONLINE_WITHIN:
+    if beat.last_seen_at >= now - heartbeat.online_within():
         return WorkerStatus.ONLINE
     return WorkerStatus.LOST
 
@@ -123,7 +123,7 @@ def lost_workers(now: datetime | None = None) -> frozenset[str]:
     return frozenset(
         WorkerBeat.objects.filter(
             last_seen_at__gte=now - heartbeat.RECENT_WITHIN,
-            last_seen_at__lt=now - heartbeat.ONLINE_WITHIN,
+            last_seen_at__lt=now - heartbeat.online_within(),
             stopped_at__isnull=True,
         ).values_list("hostname", flat=True)
     )
@@ -255,4 +255,4 @@ def _answer(hostname: str, replies: list[dict[str, Any]] | None, what: str) -> C
 
 def online_window() -> timedelta:
     """How long a worker may stay silent before it is shown lost."""
-    return heartbeat.ONLINE_WITHIN
+    return heartbeat.online_within()

@@ -11,9 +11,10 @@ size after a grow or shrink) the worker's main process reports to that process o
 stdin (`Report`, one JSON line every few seconds, tasks.runtime.worker_steps); the beat
 writes the latest report.
 
-The interval is TASKS_HEARTBEAT_INTERVAL (seconds, from the environment: the worker's
-process beside it beats at that pace, the web processes judge by it; set both the same).
-A worker is online while its last beat is younger than three intervals, lost after.
+The interval is the setting TASKS_HEARTBEAT_INTERVAL (tasks.conf): the process beside
+each worker beats at that pace and the web processes judge by it, so all of them must
+read the same value. A worker is online while its last beat is younger than three
+intervals, lost after.
 """
 
 from __future__ import annotations
@@ -29,23 +30,23 @@ from datetime import datetime, timedelta
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from tasks.conf import layer_settings
 from tasks.models import WorkerBeat
 
 logger = logging.getLogger(__name__)
 
 
-def _interval_from_environment(default: float = 5.0) -> float:
-    try:
-        value = float(os.environ.get("TASKS_HEARTBEAT_INTERVAL", default))
-    except ValueError:
-        return default
-    return value if value > 0 else default
+def interval() -> float:
+    """Seconds between two beats."""
+    return layer_settings().heartbeat_interval
 
 
-#: Seconds between beats. A worker is online while its last beat is younger than
-#: ONLINE_WITHIN (three beats: one late beat is not a lost worker), lost after.
-INTERVAL = _interval_from_environment()
-ONLINE_WITHIN = timedelta(seconds=3 * INTERVAL)
+def online_within() -> timedelta:
+    """How recent a worker's last beat must be for it to count as online: three beats,
+    so one late beat is not a lost worker."""
+    return timedelta(seconds=3 * interval())
+
+
 #: Workers whose last beat is older than this are no longer listed (worker_states).
 RECENT_WITHIN = timedelta(hours=24)
 
@@ -109,7 +110,7 @@ def stopped(hostname: str, report: Report | None = None) -> None:
 
 def online(now: datetime | None = None) -> list[WorkerBeat]:
     """Workers whose last beat is recent and that did not shut down."""
-    since = (now or timezone.now()) - ONLINE_WITHIN
+    since = (now or timezone.now()) - online_within()
     return list(
         WorkerBeat.objects.filter(last_seen_at__gte=since, stopped_at__isnull=True).order_by(
             "hostname"
@@ -166,7 +167,7 @@ class Heartbeat:
                     # A database outage must not end the beats: the next one may work.
                     logger.exception("Heartbeat of %s not written", self.worker.hostname)
                     connection.close()
-                self._wake.wait(INTERVAL)
+                self._wake.wait(interval())
             if shut_down():
                 stopped(self.worker.hostname, self.report)
         except Exception:

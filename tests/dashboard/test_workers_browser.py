@@ -14,7 +14,6 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from demo.tasks import add, sleep_with_progress
 from devstack.redis_server import RedisServer
 from tasks.models import JobStatus
 from tasks.operations import WorkerStatus, worker_states
-from tasks.runtime import heartbeat
 from tests.conftest import worker_env
 from tests.support.browser import chromium_page
 from tests.support.jobs import wait_for_job
@@ -94,7 +92,7 @@ def test_workers_page_shows_a_lost_worker_and_steers_an_online_one(
     monkeypatch: pytest.MonkeyPatch,
     settings: Any,
 ) -> None:
-    monkeypatch.setattr(heartbeat, "ONLINE_WITHIN", timedelta(seconds=3))
+    settings.TASKS_HEARTBEAT_INTERVAL = 1
     settings.TASKS_FLOWER_URL = "http://127.0.0.1:5555/"
     get_user_model().objects.create_superuser("ops", "ops@example.com", PASSWORD)
     shots = output_dir / "screenshots" / "dashboard"

@@ -15,7 +15,7 @@ from django.utils import timezone
 from devstack.redis_server import RedisServer
 from tasks.models import WorkerBeat
 from tasks.operations import workers_online
-from tasks.runtime.heartbeat import ONLINE_WITHIN
+from tasks.runtime.heartbeat import online_within
 from tests.conftest import worker_env
 from tests.support.worker import WorkerProcess
 
@@ -75,7 +75,7 @@ def test_a_worker_killed_with_sigkill_stops_beating_and_is_not_marked_stopped(
         beat = WorkerBeat.objects.get(hostname=worker.name)
         assert beat.last_seen_at == last  # no longer beating
         assert beat.stopped_at is None  # lost, not shut down
-        later = timezone.now() + ONLINE_WITHIN
+        later = timezone.now() + online_within()
         assert worker.name not in [w.hostname for w in workers_online(later)]
     finally:
         worker.stop()

@@ -14,9 +14,8 @@ import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from celery import Celery
@@ -45,8 +44,8 @@ INTERVAL = 1
 
 
 @pytest.fixture(autouse=True)
-def _short_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(heartbeat, "ONLINE_WITHIN", timedelta(seconds=3 * INTERVAL))
+def _short_window(settings: Any) -> None:
+    settings.TASKS_HEARTBEAT_INTERVAL = INTERVAL
 
 
 def start_worker(

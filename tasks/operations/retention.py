@@ -19,7 +19,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from tasks.conf import layer_settings
-from tasks.models import FailureTally, Job, JobStatus, JobTally, StatusTally, TimingTally
+from tasks.models import (
+    Batch,
+    FailureTally,
+    Job,
+    JobStatus,
+    JobTally,
+    StatusTally,
+    TimingTally,
+)
 from tasks.observations import Period
 
 logger = logging.getLogger(__name__)
@@ -101,7 +109,17 @@ def prune_tallies(now: datetime) -> dict[str, int]:
     return deleted
 
 
+def prune_batches(now: datetime) -> int:
+    """Delete the batches no member of which can still be on record: started and last
+    finished before the longest job retention. A younger batch keeps its counts after its
+    members are pruned (the page then says how it ended, without listing them)."""
+    cutoff = now - timedelta(days=max(layer_settings().retention_days.values()))
+    old = Batch.objects.filter(created_at__lt=cutoff).exclude(last_finished_at__gte=cutoff)
+    return old.delete()[0]
+
+
 @shared_task(name="tasks.retention.prune_jobs", ignore_result=True)
 def prune_jobs() -> dict[str, int]:
-    """Beat's housekeeping: old jobs, then old tallies."""
-    return {**prune(), **prune_tallies(timezone.now())}
+    """Beat's housekeeping: old jobs, then old tallies and batches."""
+    now = timezone.now()
+    return {**prune(now), **prune_tallies(now), "BATCHES": prune_batches(now)}

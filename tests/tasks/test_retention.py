@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from celery import Celery
 from django.utils import timezone
 
-from tasks.models import Job, JobStatus
-from tasks.operations.retention import prune
+from tasks.models import Batch, Job, JobStatus
+from tasks.operations.retention import prune, prune_batches
 
 pytestmark = pytest.mark.django_db
 
@@ -68,3 +69,23 @@ def test_retention_and_the_reconciler_are_scheduled_in_beat_by_the_layer(
 ) -> None:
     scheduled = {entry["task"] for entry in celery_app.conf.beat_schedule.values()}
     assert {"tasks.retention.prune_jobs", "tasks.outbox.publish_due"} <= scheduled
+
+
+def test_a_batch_is_deleted_once_its_members_are_past_every_retention(settings: Any) -> None:
+    settings.TASKS_RETENTION_DAYS = {"SUCCESS": 1, "FAILURE": 1, "REVOKED": 1, "DEAD_LETTER": 10}
+    now = timezone.now()
+
+    def batch(group_id: str, started_days: float, finished_days: float | None) -> None:
+        Batch.objects.create(
+            group_id=group_id,
+            created_at=now - timedelta(days=started_days),
+            last_finished_at=None if finished_days is None else now - timedelta(days=finished_days),
+        )
+
+    batch("old", 12, 11)  # past the longest retention (10 days): its members are gone
+    batch("never-finished", 12, None)
+    batch("long-running", 12, 3)  # a member finished 3 days ago may still be a dead letter
+    batch("young", 2, 1)
+
+    assert prune_batches(now) == 2
+    assert set(Batch.objects.values_list("group_id", flat=True)) == {"long-running", "young"}

@@ -65,7 +65,8 @@ INSERT INTO tasklayer_job (
     task_id, name, queue, priority, args, kwargs, status, progress, progress_message,
     result, error, traceback, attempts, worker, correlation_id, parent_id, root_id,
     group_id, group_index, eta, created_at, updated_at, sent_at, started_at, finished_at,
-    dead_lettered_at, dead_letter_resolution, retried_from_id, fingerprint)
+    dead_lettered_at, dead_letter_resolution, retried_from_id, fingerprint, recoveries,
+    recovered_because)
 SELECT
     id_text, name, (ARRAY['default', 'high', 'low'])[1 + i % 3], NULL,
     jsonb_build_array(i), '{}'::jsonb,
@@ -92,7 +93,8 @@ SELECT
     -- one per task name and exception class here.
     CASE WHEN kind IN (1, 3) THEN substr(md5(name || ':'
         || CASE kind WHEN 1 THEN 'ValueError' ELSE 'TimeoutError' END), 1, 16)
-    ELSE '' END
+    ELSE '' END,
+    0, ''
 FROM (
     SELECT s.i, s.kind, lpad(to_hex(s.i), 32, '0') AS id_text,
            (%(names_array)s)[1 + s.i % %(names)s] AS name,
@@ -109,7 +111,8 @@ INSERT INTO tasklayer_job (
     task_id, name, queue, priority, args, kwargs, status, progress, progress_message,
     result, error, traceback, attempts, worker, correlation_id, parent_id, root_id,
     group_id, group_index, eta, created_at, updated_at, sent_at, started_at, finished_at,
-    dead_lettered_at, dead_letter_resolution, retried_from_id, fingerprint)
+    dead_lettered_at, dead_letter_resolution, retried_from_id, fingerprint, recoveries,
+    recovered_because)
 SELECT
     id_text, (%(names_array)s)[1 + i % %(names)s], (ARRAY['default', 'high', 'low'])[1 + i % 3],
     NULL, jsonb_build_array(i), '{}'::jsonb, status,
@@ -120,7 +123,7 @@ SELECT
     id_text, '', id_text, '', NULL, NULL,
     created, created, created,
     CASE status WHEN 'STARTED' THEN created + interval '40 milliseconds' END, NULL,
-    NULL, '', NULL, ''
+    NULL, '', NULL, '', 0, ''
 FROM (
     SELECT k, %(rows)s + k AS i, lpad(to_hex(%(rows)s + k), 32, '0') AS id_text,
            CASE WHEN k < %(running)s THEN 'STARTED'

@@ -261,6 +261,15 @@ class Job(models.Model):
         max_length=16, choices=DeadLetterResolution.choices, blank=True, default=""
     )
     dead_letter_resolved_at = models.DateTimeField(null=True, blank=True)
+    recovered_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the layer last published this job again because the broker lost it.",
+    )
+    recoveries = models.PositiveSmallIntegerField(
+        default=0, help_text="Times the layer published it again after a broker lost it."
+    )
+    recovered_because = models.CharField(max_length=255, blank=True, default="")
     fingerprint = models.CharField(
         max_length=40,
         blank=True,
@@ -424,6 +433,7 @@ class OutboxMessage(models.Model):
 from tasks.observations import (  # noqa: E402
     Batch,
     BatchKind,
+    BrokerLoss,
     FailureGroup,
     FailureTally,
     JobTally,
@@ -435,6 +445,7 @@ from tasks.observations import (  # noqa: E402
 __all__ = [
     "Batch",
     "BatchKind",
+    "BrokerLoss",
     "DeadLetterResolution",
     "FailureGroup",
     "FailureTally",

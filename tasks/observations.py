@@ -224,3 +224,29 @@ class Batch(models.Model):
     @property
     def done(self) -> int:
         return self.succeeded + self.failed + self.cancelled
+
+
+class BrokerLoss(models.Model):
+    """A time the broker was found to have lost its data (a restart without persistence,
+    a failover to an empty replica, a flush), and what the layer published again."""
+
+    detected_at = models.DateTimeField()
+    detected_by = models.CharField(max_length=255, blank=True, default="")
+    broker = models.CharField(max_length=255, help_text="The broker's address, no password.")
+    evidence = models.TextField(help_text="Why the layer concluded the data was lost.")
+    restarted_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the broker (re)started, if it says."
+    )
+    still_held = models.PositiveIntegerField(
+        default=0, help_text="Unfinished jobs the broker still held: not published again."
+    )
+    republished = models.PositiveIntegerField(default=0)
+    finished_at = models.DateTimeField(
+        null=True, blank=True, help_text="Set when every lost job was marked to publish again."
+    )
+
+    class Meta:
+        indexes = [models.Index(fields=["-detected_at"], name="broker_loss_detected")]
+
+    def __str__(self) -> str:
+        return f"{self.broker} lost its data (found {self.detected_at:%Y-%m-%d %H:%M:%S})"

@@ -6,6 +6,7 @@ The dashboard and the admin call these, and nothing else of the layer, to change
 """
 
 from tasks.operations.batches import cancel_rest, cancel_rest_preview
+from tasks.operations.broker_losses import recent_broker_losses
 from tasks.operations.bulk import (
     BulkAction,
     BulkLimitExceeded,
@@ -84,6 +85,7 @@ __all__ = [
     "purge_preview",
     "purge_queue",
     "queue_states",
+    "recent_broker_losses",
     "registered_tasks",
     "replay",
     "resize_pool",

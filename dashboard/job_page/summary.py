@@ -52,6 +52,11 @@ class Summary:
     dead_letter_resolved_at: datetime | None
     correlation_id: str
     fingerprint: str
+    #: When and why the layer last published the job again because the broker lost it,
+    #: and how many times it did (0: never).
+    recovered_at: datetime | None
+    recoveries: int
+    recovered_because: str
     #: Seconds from sent (or created) to started: what the Tasks page calls wait.
     wait_seconds: float | None
     #: Seconds from started to finished, or to now while it runs (`running`).
@@ -101,6 +106,9 @@ def summarize(job: Job, now: datetime) -> Summary:
         dead_letter_resolved_at=job.dead_letter_resolved_at,
         correlation_id=job.correlation_id,
         fingerprint=job.fingerprint,
+        recovered_at=job.recovered_at,
+        recoveries=job.recoveries,
+        recovered_because=job.recovered_because,
         wait_seconds=seconds_between(job.sent_at or job.created_at, job.started_at),
         run_seconds=seconds_between(job.started_at, end),
     )

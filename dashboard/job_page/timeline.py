@@ -79,7 +79,9 @@ def attempts_of(summary: Summary, rows: Iterable[JobAttempt]) -> tuple[Attempt, 
 
 
 def timeline_of(summary: Summary, attempts: Iterable[Attempt]) -> tuple[Moment, ...]:
-    """The job's life in time order: created, sent, each attempt, and how it ended."""
+    """The job's life in time order: created, sent, each attempt (and a re-publish by
+    the layer after the broker lost the job), and how it ended. Only the last re-publish
+    has a time on the row (`recovered_at`); its line says how many there were."""
     moments = [Moment(summary.created_at, "Created", summary.queue and f"queue {summary.queue}")]
     if summary.sent_at:
         moments.append(Moment(summary.sent_at, "Sent", "published to the broker"))
@@ -111,6 +113,16 @@ def timeline_of(summary: Summary, attempts: Iterable[Attempt]) -> tuple[Moment, 
                     attempt.next_attempt_at,
                 )
             )
+    if summary.recovered_at:
+        times = f" (the {_ordinal(summary.recoveries)} time)" if summary.recoveries > 1 else ""
+        moments.append(
+            Moment(
+                summary.recovered_at,
+                "Re-published by the layer",
+                (summary.recovered_because or "the broker lost it") + times,
+                JobStatus.SENT,
+            )
+        )
     if summary.cancel_requested_at:
         moments.append(Moment(summary.cancel_requested_at, "Cancel requested", "", "REVOKED"))
     if summary.dead_lettered_at:
@@ -128,6 +140,11 @@ def timeline_of(summary: Summary, attempts: Iterable[Attempt]) -> tuple[Moment, 
         )
     # Stable: moments at the same instant keep the order of the job's life above.
     return tuple(sorted(moments, key=lambda moment: moment.at))
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
 
 
 def _first_line(text: str, limit: int = 160) -> str:

@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Sum
+from django.db.models import Count, Max, Sum
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -47,7 +47,14 @@ from prometheus_client.utils import floatToGoString
 from tasks import operations
 from tasks.conf import layer_settings
 from tasks.models import Job, JobStatus, OutboxMessage, WorkerBeat
-from tasks.observations import BUCKET_BOUNDS_MS, JobTally, Measure, Period, TimingTally
+from tasks.observations import (
+    BUCKET_BOUNDS_MS,
+    BrokerLoss,
+    JobTally,
+    Measure,
+    Period,
+    TimingTally,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +161,7 @@ class LayerCollector:
             ("jobs", self._jobs),
             ("workers", self._workers),
             ("publish", self._publish),
+            ("recovery", self._recovery),
         )
         for part, read in parts:
             started = time.perf_counter()
@@ -432,6 +440,40 @@ class LayerCollector:
             oldest.add_metric([path], _seconds_since(first, self.now))
             failed.add_metric([path], failures)
         return [due, oldest, failed]
+
+    # --- recovery: what the layer published again after the broker lost its data --------
+
+    def _recovery(self) -> list[Metric]:
+        # The BrokerLoss rows: one per loss, a handful a year, never pruned, and
+        # `republished` only grows while a loss is handled. So both sums are counters
+        # from the first loss on (no monthly restart like the tallies'), and reading them
+        # is one aggregate over a tiny table. Summing Job.recoveries instead would read
+        # the job table and go down as retention prunes jobs.
+        found = BrokerLoss.objects.aggregate(
+            losses=Count("id"), jobs=Sum("republished"), last=Max("detected_at")
+        )
+        families: list[Metric] = [
+            CounterMetricFamily(
+                f"{PREFIX}_broker_losses",
+                "Times the broker was found to have lost its data (restart without "
+                "persistence, failover to an empty replica, flush).",
+                value=found["losses"] or 0,
+            ),
+            CounterMetricFamily(
+                f"{PREFIX}_jobs_recovered",
+                "Jobs the layer published again from their rows because the broker lost them.",
+                value=found["jobs"] or 0,
+            ),
+        ]
+        if found["last"] is not None:
+            families.append(
+                GaugeMetricFamily(
+                    f"{PREFIX}_broker_last_loss_timestamp_seconds",
+                    "When the latest broker loss was detected (Unix time); absent if none.",
+                    value=found["last"].timestamp(),
+                )
+            )
+        return families
 
 
 def _seconds_since(value: Any, now: datetime) -> float:

@@ -21,6 +21,7 @@ from django.db.models.lookups import IsNull
 
 from dashboard.search import suggestions
 from dashboard.search.language import ArgMatch, JobFilter, OneOf, Scalar
+from dashboard.search.times import TimeBound
 from tasks.models import (
     HAS_FINGERPRINT,
     IN_A_GROUP,
@@ -64,7 +65,23 @@ def matching_jobs(f: JobFilter) -> QuerySet[Job]:
     if f.retried is not None:
         rerun = Exists(Job.objects.filter(IS_A_RERUN, retried_from=OuterRef("pk")))
         conditions.append(Q(rerun) if f.retried else ~Q(rerun))
+    if f.recovered is not None:
+        conditions.append(_recovered(f.recovered))
     return Job.objects.filter(*conditions).order_by(*NEWEST_FIRST)
+
+
+def _recovered(recovered: bool | TimeBound) -> Q:
+    """Jobs the layer published again after a broker lost them (`recovered_at`), or did
+    at or after a time. No index has recovered_at (recovered jobs are rare, and the
+    column came without one): the condition filters the rows the rest of the query
+    reads, newest first along the created_at index (the explorer's keyset), a page and
+    a capped count at a time. Bounded by after:/before: it reads that range of the
+    index only; without a bound, a table where few jobs match is read to its end to
+    count them (as for error: or retried:), so add after: on a large table.
+    """
+    if isinstance(recovered, TimeBound):
+        return Q(recovered_at__gte=recovered.moment)
+    return Q(recovered_at__isnull=not recovered)
 
 
 def capped_count(qs: QuerySet[Job], cap: int) -> tuple[int, bool]:

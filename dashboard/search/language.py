@@ -1,7 +1,7 @@
 """The jobs explorer's filter language, parsed into a `JobFilter` and printed back.
 
     status:failure,revoked task:billing.* -queue:low after:2h error:"Timeout after 30s"
-    args.account_id:42 args.0:"x" dead:yes some-task-id invoice
+    args.account_id:42 args.0:"x" dead:yes recovered:yes some-task-id invoice
 
 Terms are separated by spaces and all must hold; commas give a key alternatives (so does
 repeating the key); a leading "-" excludes; a plain word matches a task id exactly or a
@@ -48,7 +48,11 @@ LIST_KEYS = {
 PATTERN_KEYS = ("task", "queue", "worker")  # a trailing * makes a prefix
 TIME_KEYS = ("after", "before")
 FLAG_KEYS = ("dead", "retried")
+#: yes/no like a flag, or a time: published again by the layer at or after it.
+FLAG_OR_TIME_KEYS = ("recovered",)
 ARG_PREFIXES = ("args", "kwargs")
+#: Keys given at most once, with one value.
+SINGLE_KEYS = TIME_KEYS + FLAG_KEYS + FLAG_OR_TIME_KEYS
 # The order of the keys in the help text, the error messages and a canonical query.
 KEYS = (
     "status",
@@ -68,6 +72,7 @@ KEYS = (
     "fingerprint",
     "dead",
     "retried",
+    "recovered",
 )
 KNOWN = [k for k in KEYS if "<" not in k]
 NUMBER = re.compile(r"-?\d+(\.\d+)?([eE][+-]?\d+)?")
@@ -108,7 +113,9 @@ class JobFilter:
 
     `after` is inclusive and `before` exclusive, both on the job's creation time.
     `dead`: parked as a dead letter and not yet replayed or purged. `retried`: an
-    operator retried or replayed the job (a rerun of it exists).
+    operator retried or replayed the job (a rerun of it exists). `recovered`: the layer
+    published the job again because the broker lost it (True/False), or did so at or
+    after a time (a TimeBound on the job's `recovered_at`).
     """
 
     words: tuple[str, ...] = ()
@@ -129,6 +136,7 @@ class JobFilter:
     fingerprint: OneOf = OneOf()
     dead: bool | None = None
     retried: bool | None = None
+    recovered: bool | TimeBound | None = None
 
     def to_query(self) -> str:
         """The canonical query for this filter: keys in a fixed order, one term per key
@@ -145,6 +153,9 @@ class JobFilter:
                 parts.append(f"{key}:{quoted(bound.text)}")
             elif key in FLAG_KEYS and (flag := getattr(self, key)) is not None:
                 parts.append(f"{key}:{'yes' if flag else 'no'}")
+            elif key in FLAG_OR_TIME_KEYS and (value := getattr(self, key)) is not None:
+                text = ("yes" if value else "no") if isinstance(value, bool) else value.text
+                parts.append(f"{key}:{quoted(text)}")
             elif key == "args.<key>":
                 for arg in self.args:
                     parts += _terms(arg.key, [_json_text(v) for v in arg.values], "")
@@ -170,7 +181,7 @@ class JobFilter:
             old, added = getattr(self, name), getattr(new, name)
             side = "excluded" if negated else "values"
             return replace(self, **{name: replace(old, **{side: getattr(added, side)})})
-        if key.lower() in TIME_KEYS or key.lower() in FLAG_KEYS:
+        if key.lower() in SINGLE_KEYS:
             return replace(self, **{key.lower(): getattr(new, key.lower())})
         return replace(self, args=_merge_args(self.args, new.args))
 
@@ -184,7 +195,7 @@ class JobFilter:
             name = LIST_KEYS[lower]
             side = "excluded" if negated else "values"
             return replace(self, **{name: replace(getattr(self, name), **{side: ()})})
-        if lower in TIME_KEYS or lower in FLAG_KEYS:
+        if lower in SINGLE_KEYS:
             unset: dict[str, Any] = {lower: None}  # Any: the field is named at run time
             return replace(self, **unset)
         if not _is_arg_key(lower):
@@ -220,7 +231,7 @@ class _Draft:
         default_factory=dict
     )
     times: dict[str, TimeBound] = field(default_factory=dict)
-    flags: dict[str, bool] = field(default_factory=dict)
+    flags: dict[str, bool | TimeBound] = field(default_factory=dict)
     positions: dict[str, int] = field(default_factory=dict)
 
     def add(self, term: Term) -> None:
@@ -234,7 +245,7 @@ class _Draft:
         if key in LIST_KEYS:
             target = self._list(LIST_KEYS[key], term.negated)
             target.extend(_list_value(key, item) for item in term.items)
-        elif key in TIME_KEYS or key in FLAG_KEYS:
+        elif key in SINGLE_KEYS:
             self._single(key, term)
         elif _is_arg_key(key):
             path = _path(term.key, term.position)
@@ -263,6 +274,17 @@ class _Draft:
                 self.times[key] = parse_time(item.text, self.now, self.tz)
             except (ValueError, OverflowError):
                 raise FilterError(f'{key}: "{item.text}" is not {HINT}', item.position) from None
+        elif key in FLAG_OR_TIME_KEYS and item.text.lower() not in YES_NO:
+            if term.negated:
+                raise FilterError(
+                    f"-{key}: cannot be negated with a time; use {key}:no", term.position
+                )
+            try:
+                self.flags[key] = parse_time(item.text, self.now, self.tz)
+            except (ValueError, OverflowError):
+                raise FilterError(
+                    f'{key}: takes yes, no or a time ({HINT}), not "{item.text}"', item.position
+                ) from None
         else:
             flag = YES_NO.get(item.text.lower())
             if flag is None:
@@ -291,8 +313,9 @@ class _Draft:
             parent=self._one_of("parent"),
             task_id=self._one_of("task_id"),
             fingerprint=self._one_of("fingerprint"),
-            dead=self.flags.get("dead"),
-            retried=self.flags.get("retried"),
+            dead=self._flag("dead"),
+            retried=self._flag("retried"),
+            recovered=self.flags.get("recovered"),
         )
         if result.after and result.before and result.after.moment >= result.before.moment:
             raise FilterError(
@@ -301,6 +324,11 @@ class _Draft:
                 self.positions["before"],
             )
         return result
+
+    def _flag(self, key: str) -> bool | None:
+        flag = self.flags.get(key)
+        assert flag is None or isinstance(flag, bool)  # only FLAG_OR_TIME_KEYS hold times
+        return flag
 
     def _unique(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         values, excluded = self.lists.get(name, ([], []))
@@ -383,9 +411,9 @@ def _value_text(key: str, value: Scalar | datetime) -> str:
     lower = key.lower()
     if isinstance(value, datetime):
         return quoted(TimeBound.at(value).text)
-    if lower in FLAG_KEYS and isinstance(value, bool):
+    if lower in FLAG_KEYS + FLAG_OR_TIME_KEYS and isinstance(value, bool):
         return "yes" if value else "no"
-    if lower in LIST_KEYS or lower in TIME_KEYS or lower in FLAG_KEYS:
+    if lower in LIST_KEYS or lower in SINGLE_KEYS:
         return quoted(str(value))
     return _json_text(value)
 
@@ -440,6 +468,7 @@ def _example(key: str) -> str:
         "before": "before:2026-12-07 or before:15m",
         "dead": "dead:yes",
         "retried": "retried:yes",
+        "recovered": "recovered:yes or recovered:2026-12-06T10:42",
         "status": "status:failure",
         "task": "task:billing.*",
     }.get(key, f"{key}:value")

@@ -1,4 +1,5 @@
-"""The overview (/dashboard/): what runs, waits and fails now, and throughput charts.
+"""The overview (/dashboard/): what runs, waits and fails now, and throughput charts;
+on top, when the broker lost its data in the last 24 hours, what the layer re-published.
 
 The page has two live fragments: its numbers, re-fetched at the refresh control's
 interval, and its charts, re-fetched at most once a minute (they move by the minute, and
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from dashboard.access import dashboard_view
 from dashboard.read.backlog import backlog
+from dashboard.read.broker_losses import loss_notice
 from dashboard.read.cards import overview_cards
 from dashboard.read.charts import throughput_chart
 from dashboard.read.shared import shared
@@ -56,6 +58,7 @@ def _numbers(now: datetime) -> dict[str, Any]:
         "last_day": last_day,
         "backlog": backlog(),
         "workers": workers,
+        "broker_loss": loss_notice(now),
     }
 
 

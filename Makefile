@@ -20,7 +20,7 @@ VENV_DJANGO6 := .venv-django6
 PY_DJANGO6 := $(VENV_DJANGO6)/bin/python
 DJANGO6_STAMP := $(VENV_DJANGO6)/.dev-installed
 
-.PHONY: install run test test-unit typecheck test-django6 python-django6 lint format bench bench-scale clean
+.PHONY: install run test test-unit typecheck test-django6 python-django6 lint format bench bench-scale soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -99,6 +99,11 @@ bench: $(DEV_STAMP)
 
 bench-scale: $(DEV_STAMP)
 	$(PY) -m bench.scale $(BENCH_ARGS)
+
+# The chaos run (bench/soak.py): N jobs under SIGKILLs, connection cuts and a broker
+# restart, with and without persistence; PASS when none is lost. `SOAK_ARGS=--quick`.
+soak: $(DEV_STAMP)
+	$(PY) -m bench.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV_DJANGO6) var test-output staticfiles .pytest_cache .ruff_cache build dist *.egg-info

@@ -8,25 +8,14 @@ refreshes every few seconds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from dashboard.read.explore import moment
 from dashboard.read.windows import DAY
-from tasks import operations
 from tasks.models import BrokerLoss
-
-
-def recent_losses(since: datetime) -> list[BrokerLoss]:
-    """`tasks.operations.recent_broker_losses(since)`, newest first; read here while that
-    helper is not in this checkout."""
-    reader: Callable[[datetime], list[BrokerLoss]] | None = getattr(
-        operations, "recent_broker_losses", None
-    )
-    if reader is not None:
-        return reader(since)
-    return list(BrokerLoss.objects.filter(detected_at__gte=since).order_by("-detected_at")[:100])
+from tasks.operations import recent_broker_losses
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +59,7 @@ class LossNotice:
 
 def loss_notice(now: datetime) -> LossNotice | None:
     """The notice for the losses detected in the last 24 hours, or None."""
-    return notice_of(recent_losses(now - DAY))
+    return notice_of(recent_broker_losses(now - DAY))
 
 
 def notice_of(losses: Sequence[BrokerLoss]) -> LossNotice | None:
@@ -78,12 +67,16 @@ def notice_of(losses: Sequence[BrokerLoss]) -> LossNotice | None:
     if not losses:
         return None
     latest = losses[0]
-    # The layer marks a lost job after it found the loss: every job this loss re-published
-    # has recovered_at at or after detected_at (explore.moment drops the fraction of a
-    # second, so the bound stays inclusive).
+    # The layer marks a lost job after it found the loss (tasks.runtime.broker_watch sets
+    # recovered_at to the time it marks), and only jobs published before it found it:
+    # every job re-published since has recovered_at at or after detected_at and was
+    # created before it. Both bounds whole seconds, widened to stay inclusive. `before:`
+    # starts the explorer's newest-first keyset read at the loss, past the jobs created
+    # since (recovered_at has no index: dashboard.search.jobs._recovered).
+    found = latest.detected_at.replace(microsecond=0)
     return LossNotice(
         latest=latest,
         losses=len(losses),
         republished_in_window=sum(loss.republished for loss in losses),
-        q=f"recovered:{moment(latest.detected_at.replace(microsecond=0))}",
+        q=f"before:{moment(found + timedelta(seconds=1))} recovered:{moment(found)}",
     )

@@ -124,8 +124,14 @@ def test_the_overview_says_how_many_jobs_were_republished_and_links_exactly_them
 
         # The link: the explorer listing exactly the latest loss's jobs, newest first.
         assert urlparse(link).path == "/dashboard/jobs/"
-        q = parse_qs(urlparse(link).query)["q"][0]
-        assert q.startswith("recovered:")
+        # Bounded by creation time (the explorer's keyset starts at the loss) and by the
+        # time the layer re-published them.
+        q = parse(parse_qs(urlparse(link).query)["q"][0])
+        found = latest.detected_at.replace(microsecond=0)
+        assert q.before is not None
+        assert isinstance(q.recovered, TimeBound)
+        assert (q.recovered.moment, q.before.moment) == (found, found + timedelta(seconds=1))
+        assert q == JobFilter(before=q.before, recovered=q.recovered)
         assert listed(admin_client_logged_in, link) == list(reversed(scene["ids"]))
 
 

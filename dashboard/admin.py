@@ -11,7 +11,6 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
-from dashboard import beat_admin
 from dashboard.pagination import CappedCountPaginator
 from dashboard.redaction import redact, redact_message
 from tasks import operations
@@ -322,5 +321,9 @@ def _time(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] if moment else ""
 
 
-# django-celery-beat's schedule admins, with the checks their forms leave out.
-beat_admin.register()
+# django-celery-beat's schedule admins, with the checks their forms leave out, when the
+# (optional) app is installed: its models cannot even be imported otherwise.
+if operations.beat_installed():
+    from dashboard import beat_admin
+
+    beat_admin.register()

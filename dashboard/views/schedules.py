@@ -9,6 +9,8 @@ who did it. A running beat (DatabaseScheduler) picks every change up by itself
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -17,11 +19,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
-from django_celery_beat.models import PeriodicTask
 
 from dashboard import audit
 from dashboard.access import User, dashboard_view
-from dashboard.read import schedules as read
 from dashboard.read.shared import shared
 from tasks import operations
 from tasks.exceptions import TaskLayerError
@@ -32,11 +32,15 @@ CHANGE_PERMISSION = "django_celery_beat.change_periodictask"
 
 @dashboard_view
 def schedules(request: HttpRequest) -> HttpResponse:
+    if not operations.beat_installed():
+        return render(request, "dashboard/schedules_missing.html", {"nav": "schedules"})
     return render(request, "dashboard/schedules.html", _context(request, nav="schedules"))
 
 
 @dashboard_view
 def schedules_live(request: HttpRequest) -> HttpResponse:
+    if not operations.beat_installed():
+        raise Http404("django-celery-beat is not installed.")
     return render(request, "dashboard/fragments/schedule_rows.html", _context(request))
 
 
@@ -47,8 +51,8 @@ def run_now(request: HttpRequest, pk: int) -> HttpResponse:
     by = request.user.get_username()
     try:
         run = operations.run_schedule_now(pk, by=by)
-    except PeriodicTask.DoesNotExist:
-        raise Http404("No such schedule.") from None
+    except operations.ScheduleMissing as exc:
+        raise Http404(str(exc)) from None
     except (TaskLayerError, ValueError) as exc:
         messages.error(request, f"Not run: {exc}")
         return _back()
@@ -79,7 +83,7 @@ def set_enabled(request: HttpRequest, pk: int) -> HttpResponse:
     if wanted not in ("0", "1"):
         messages.error(request, "Say enabled=1 or enabled=0.")
         return _back()
-    name = PeriodicTask.objects.filter(pk=pk).values_list("name", flat=True).first()
+    name = operations.schedule_name(pk)
     if name is None:
         raise Http404("No such schedule.")
     enabled = wanted == "1"
@@ -107,7 +111,11 @@ def _back() -> HttpResponse:
     return HttpResponseRedirect(reverse("dashboard:schedules"))
 
 
-def _page(can_change: bool) -> read.Schedules:
+def _page(can_change: bool) -> Any:
+    # Imported here: the read model imports django-celery-beat's models, which cannot be
+    # imported at all when the (optional) app is not installed.
+    from dashboard.read import schedules as read
+
     # The buttons depend on the permission only: users alike share one answer.
     return shared(
         ("schedules", can_change),

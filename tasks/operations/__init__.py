@@ -33,10 +33,13 @@ from tasks.operations.queues import (
 from tasks.operations.reruns import Rerun, retry_jobs
 from tasks.operations.retention import prune
 from tasks.operations.schedules import (
+    ScheduleMissing,
     ScheduleNotRunnable,
     ScheduleRun,
+    beat_installed,
     registered_tasks,
     run_schedule_now,
+    schedule_name,
     set_schedule_enabled,
 )
 from tasks.operations.workers import (
@@ -65,6 +68,7 @@ __all__ = [
     "QueueState",
     "Replayed",
     "Rerun",
+    "ScheduleMissing",
     "ScheduleNotRunnable",
     "ScheduleRun",
     "Tally",
@@ -72,6 +76,7 @@ __all__ = [
     "WorkerStatus",
     "applies_to",
     "apply_bulk",
+    "beat_installed",
     "bounded_count",
     "cancel",
     "cancel_many",
@@ -92,6 +97,7 @@ __all__ = [
     "resume_queue",
     "retry_jobs",
     "run_schedule_now",
+    "schedule_name",
     "set_schedule_enabled",
     "shutdown_worker",
     "worker_states",

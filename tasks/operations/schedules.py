@@ -17,18 +17,43 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import current_app
+from django.apps import apps
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 from tasks.exceptions import TaskLayerError
+
+if TYPE_CHECKING:
+    from django_celery_beat.models import PeriodicTask
+
+#: django-celery-beat is optional (README): its models are imported only where used,
+#: because importing them without the app in INSTALLED_APPS raises at once.
+BEAT_APP = "django_celery_beat"
 
 #: The header beat's DatabaseScheduler puts on every message it sends for a schedule
 #: (django_celery_beat.schedulers.ModelEntry); run now sends it too.
 SCHEDULE_HEADER = "periodic_task_name"
 ROUTING_OPTIONS = ("queue", "exchange", "routing_key", "priority")
+
+
+class ScheduleMissing(TaskLayerError, LookupError):
+    """No such schedule, or django-celery-beat is not installed."""
+
+
+def beat_installed() -> bool:
+    """Whether django-celery-beat (and so its schedules) is in INSTALLED_APPS."""
+    return apps.is_installed(BEAT_APP)
+
+
+def schedule_name(pk: int) -> str | None:
+    """Schedule `pk`'s name, None when there is no such schedule."""
+    if not beat_installed():
+        return None
+    from django_celery_beat.models import PeriodicTask
+
+    return PeriodicTask.objects.filter(pk=pk).values_list("name", flat=True).first()
 
 
 class ScheduleNotRunnable(TaskLayerError, ValueError):
@@ -51,12 +76,19 @@ def run_schedule_now(pk: int, by: str = "", app: Any = None) -> ScheduleRun:
     """Publish schedule `pk`'s call now, outside its schedule; the new job's id.
 
     `by` (who asked) is for the caller's audit entry; the message does not carry it.
-    Raises PeriodicTask.DoesNotExist, ScheduleNotRunnable, and what publishing raises
+    Raises ScheduleMissing, ScheduleNotRunnable, and what publishing raises
     (BrokerUnavailable, QueueFull). A task registered only in another process (a worker
     of another code base) is sent by name; its row is recorded all the same.
     """
     app = app or current_app
-    periodic = PeriodicTask.objects.get(pk=pk)
+    if not beat_installed():
+        raise ScheduleMissing("django-celery-beat is not installed: there are no schedules.")
+    from django_celery_beat.models import PeriodicTask
+
+    try:
+        periodic = PeriodicTask.objects.get(pk=pk)
+    except PeriodicTask.DoesNotExist:
+        raise ScheduleMissing(f"No schedule {pk}.") from None
     args, kwargs, options = call_of(periodic)
     task = app.tasks.get(periodic.task)
     if task is not None:
@@ -101,6 +133,10 @@ def set_schedule_enabled(pk: int, enabled: bool) -> bool:
     too: on enabling, beat counts an interval schedule that has no last run from it, so
     the first run comes one interval later instead of at once.
     """
+    if not beat_installed():
+        return False
+    from django_celery_beat.models import PeriodicTask, PeriodicTasks
+
     changes: dict[str, Any] = {"enabled": enabled, "date_changed": timezone.now()}
     if not enabled:
         changes["last_run_at"] = None

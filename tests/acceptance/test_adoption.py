@@ -131,6 +131,7 @@ page = client.get("/admin/tasklayer/job/")
 dashboard = client.get("/dashboard/jobs/", {{"q": "task:shop.tasks.add"}})
 healthz = Client(HTTP_HOST="localhost", raise_request_exception=False).get("/healthz")
 metrics = client.get("/metrics")  # a staff session may read it, as a scraper's token may
+schedules = client.get("/dashboard/schedules/")  # django-celery-beat is not installed here
 report({{
     "layer_module": tasks.__file__,
     "task_is_tracked": isinstance(add, TrackedTask),
@@ -146,6 +147,7 @@ report({{
     "healthz_status": healthz.status_code,
     "metrics_status": metrics.status_code,
     "metrics_count_the_job": 'task="shop.tasks.add"' in metrics.content.decode(),
+    "schedules_status": schedules.status_code,
 }})
 """
 
@@ -268,6 +270,11 @@ def test_a_new_project_adopts_the_layer_by_the_readme_and_its_job_succeeds(
                 "/dashboard/jobs/ does not list the job",
             ),
             (outcome["healthz_status"] != 200, f"/healthz answered {outcome['healthz_status']}"),
+            (
+                outcome["schedules_status"] != 200,
+                f"/dashboard/schedules/ without django-celery-beat answered "
+                f"{outcome['schedules_status']}",
+            ),
             (outcome["metrics_status"] != 200, f"/metrics answered {outcome['metrics_status']}"),
             (
                 outcome["metrics_status"] == 200 and not outcome["metrics_count_the_job"],

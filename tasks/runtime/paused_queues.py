@@ -68,6 +68,11 @@ class _Refresher(threading.Thread):
         self._stopped.set()
 
 
+def _holds(consumer: Any, name: str) -> bool:
+    """Whether the task consumer consumes `name` or will when it starts consuming."""
+    return bool(consumer.consuming_from(name)) or any(q.name == name for q in consumer.queues)
+
+
 class PausedQueues(bootsteps.StartStopStep):
     """Consumer step: the worker's consumed queues follow the `QueuePause` rows.
 
@@ -115,8 +120,11 @@ class PausedQueues(bootsteps.StartStopStep):
         consumer = getattr(c, "task_consumer", None)
         for name in sorted(paused & own):
             self._seen_paused.add(name)
-            if consumer is not None and consumer.consuming_from(name):
-                c.cancel_task_queue(name)  # also drops it from app.amqp.queues
+            if consumer is not None and _holds(consumer, name):
+                # Also drops it from app.amqp.queues. A consumer built but not consuming
+                # yet (this step may run between the Tasks step's creating it and the
+                # event loop's consume()) holds the queue too: it would start on it.
+                c.cancel_task_queue(name)
             elif name in queues.consume_from:
                 queues.deselect(name)
                 logger.info("Queue %s is paused: not consuming it", name)

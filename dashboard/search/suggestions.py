@@ -16,7 +16,7 @@ from datetime import timedelta
 from celery import current_app
 from django.utils import timezone
 
-from dashboard.search.language import FLAG_KEYS, KNOWN, STATUSES, TIME_KEYS
+from dashboard.search.language import FLAG_KEYS, FLAG_OR_TIME_KEYS, KNOWN, STATUSES, TIME_KEYS
 from dashboard.search.tokens import quoted
 from tasks.conf import layer_settings
 from tasks.models import Job
@@ -117,6 +117,8 @@ def _values(key: str, typed: str, limit: int) -> list[str]:
         return [v for v in ("yes", "no") if v.startswith(typed.lower())]
     if key in TIME_KEYS:
         return [v for v in TIME_EXAMPLES if v.startswith(typed.lower())]
+    if key in FLAG_OR_TIME_KEYS:
+        return [v for v in ("yes", "no", *TIME_EXAMPLES) if v.startswith(typed.lower())]
     return []
 
 

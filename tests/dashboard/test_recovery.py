@@ -23,6 +23,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from dashboard.read.broker_losses import loss_notice
+from dashboard.search import suggestions
 from dashboard.search.errors import FilterError
 from dashboard.search.jobs import matching_jobs
 from dashboard.search.language import JobFilter, parse
@@ -290,6 +291,12 @@ def test_the_recovered_key_refuses_what_it_cannot_mean(query: str, message: str)
     with pytest.raises(FilterError) as caught:
         parse(query, now=NOW, tz=UTC)
     assert message in str(caught.value)
+
+
+def test_the_search_box_suggests_the_recovered_key_and_its_values() -> None:
+    assert "recovered:" in suggestions.complete("reco")
+    assert suggestions.complete("recovered:")[:2] == ["recovered:yes", "recovered:no"]
+    assert suggestions.complete("-recovered:n") == ["-recovered:no"]
 
 
 def test_the_recovered_key_finds_exactly_the_recovered_jobs() -> None:

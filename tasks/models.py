@@ -96,6 +96,16 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Written with a COMMIT: due for the relay from `now`."""
         return self._write(publish_due_at=now)
 
+    def republish_after_broker_loss(self, now: datetime, because: str) -> int:
+        """The broker lost their messages: due for the relay now, which publishes them
+        again from the row with the same task id (tasks.runtime.broker_watch)."""
+        return self._write(
+            publish_due_at=now,
+            recovered_at=now,
+            recoveries=models.F("recoveries") + 1,
+            recovered_because=because[:255],
+        )
+
     def withdrawn_from_relay(self) -> int:
         """Never to be published (cancelled before the relay took them)."""
         return self._write(publish_due_at=None)
@@ -328,6 +338,13 @@ class Job(models.Model):
                 fields=["publish_due_at"],
                 name="job_publish_due",
                 condition=models.Q(publish_due_at__isnull=False),
+            ),
+            # Jobs the layer published again after a broker lost them: rare, so the
+            # explorer's `recovered:` finds them without reading the table.
+            models.Index(
+                fields=["recovered_at"],
+                name="job_recovered",
+                condition=models.Q(recovered_at__isnull=False),
             ),
             models.Index(
                 fields=["dead_lettered_at"],

@@ -78,4 +78,12 @@ class Migration(migrations.Migration):
                 "indexes": [models.Index(fields=["-detected_at"], name="broker_loss_detected")],
             },
         ),
+        migrations.AddIndex(
+            model_name="job",
+            index=models.Index(
+                condition=models.Q(("recovered_at__isnull", False)),
+                fields=["recovered_at"],
+                name="job_recovered",
+            ),
+        ),
     ]

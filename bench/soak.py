@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ VAR_SOAK = processes.ROOT / "var" / "soak"
 VISIBILITY_TIMEOUT_S = 20
 OUTBOX_LEASE_S = 15
 READY_TIMEOUT_S = 90.0
+READY = re.compile(r"\bready\.?$", re.MULTILINE)  # celery's "<name> ready."
 
 
 class Cell:
@@ -105,7 +107,9 @@ class Cell:
             log.write(line + "\n")
         print(f"  {line}", flush=True)
 
-    def start_worker(self, index: int) -> None:
+    def start_worker(self, index: int, wait: bool = True) -> None:
+        """Start worker `index` again (a new name); with `wait`, until it is ready. A
+        restart during the faults does not wait: the next fault keeps its time."""
         self.generations[index] += 1
         name = f"soak{index + 1}-{self.generations[index]}@localhost"
         log = self.dir / f"worker{index + 1}-{self.generations[index]}.log"
@@ -118,7 +122,8 @@ class Cell:
             self.env(),
             log,
         )
-        wait_for_line(log, re.compile(r"\bready\.?$", re.M), READY_TIMEOUT_S, self.workers[index])
+        if wait:
+            wait_for_line(log, READY, READY_TIMEOUT_S, self.workers[index])
 
     def start(self) -> None:
         self.broker.start()
@@ -145,7 +150,7 @@ class Cell:
         elif fault.kind == "worker-kill":
             self.kill_worker(fault.worker or 0)
         elif fault.kind == "worker-start":
-            self.start_worker(fault.worker or 0)
+            self.start_worker(fault.worker or 0, wait=False)
             self.note(f"worker {(fault.worker or 0) + 1} started again")
         elif fault.kind == "db-cut":
             self.cut_database()
@@ -224,6 +229,7 @@ class Cell:
         print(
             f"\n== {self.database} x broker {self.broker_mode}: N={options.n}, "
             f"task {seconds * 1000:.0f} ms, faults for {options.window_s:g} s; "
+            f"load average {os.getloadavg()[0]:.2f}; "
             f"logs in {self.dir.relative_to(processes.ROOT)}",
             flush=True,
         )
@@ -238,6 +244,8 @@ class Cell:
                 str(soak_plan.produce_seconds(options.window_s)),
                 "--task-seconds",
                 str(seconds),
+                "--ids",
+                str(self.dir / "enqueued.txt"),
             ],
             self.env(),
             self.dir / "producer.log",
@@ -277,6 +285,8 @@ class Cell:
                 f"soak:runs:{self.number}",
                 "--since",
                 since,
+                "--ids",
+                str(self.dir / "enqueued.txt"),
                 "--out",
                 str(facts_path),
             ],
@@ -286,18 +296,28 @@ class Cell:
         )
         found = json.loads(facts_path.read_text())
         jobs = [soak_report.JobFacts(*row) for row in found["jobs"]]
-        counts = soak_report.tally(jobs, enqueued)
+        counts = soak_report.tally(jobs)
         self.note(
             f"wait ended: {found['wait_ended']}; broker losses recorded by the layer: "
             f"{json.dumps(found['broker_losses'])}"
         )
+        kinds = Counter(
+            f"{job['status']}/{'tx' if job['in_transaction'] else 'plain'}/ran {job['runs']}"
+            f"/result {job['stored_result'] or 'none'}"
+            for job in found["not_final"]
+        )
+        if kinds:
+            self.note(f"not final (first 100): {dict(kinds.most_common())}")
         return {
             "database": self.database,
             "broker": self.broker_mode,
             **counts,
             "wait_ended": found["wait_ended"],
+            "enqueued": enqueued,
             "runs_without_row": found["runs_without_row"],
+            "rows_not_listed": found["rows_not_listed"],
             "broker_losses": found["broker_losses"],
+            "load_average_at_end": round(os.getloadavg()[0], 2),
         }
 
 

@@ -2,8 +2,9 @@
 
 Polls the soak task's rows once a second until `--expected` rows exist and all are final,
 or nothing changed for `--stall` seconds, or `--deadline` seconds passed; prints a
-`progress` line per poll, then writes each job's facts (status, dead-lettered,
-recoveries, and its runs from the side Redis) and the broker losses the layer recorded
+`progress` line per poll (to stderr: the log), then writes each job's facts (status, dead-lettered,
+recoveries, its runs from the side Redis, whether it was enqueued in a transaction) of
+every job the producer listed in `--ids` and the broker losses the layer recorded
 since `--since` to `--out` as JSON. A poll that meets a cut connection closes it and
 tries again at the next poll.
 """
@@ -50,7 +51,7 @@ def wait(expected: int, deadline_s: float, stall_s: float) -> str:
         try:
             seen = snapshot()
         except Exception as exc:
-            print(f"poll failed: {type(exc).__name__}: {exc}", flush=True)
+            print(f"poll failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             connection.close()
             seen = last or (0, 0, 0)
         if seen != last:
@@ -58,6 +59,7 @@ def wait(expected: int, deadline_s: float, stall_s: float) -> str:
         rows, final, succeeded = seen
         print(
             f"progress {now - started:.0f}s rows={rows} final={final} succeeded={succeeded}",
+            file=sys.stderr,  # to the wait's log, as it goes
             flush=True,
         )
         if rows >= expected and final == rows:
@@ -69,21 +71,25 @@ def wait(expected: int, deadline_s: float, stall_s: float) -> str:
         time.sleep(POLL_S)
 
 
-def facts(side_url: str, runs_key: str, since: datetime) -> dict[str, Any]:
+def facts(ids: Path, side_url: str, runs_key: str, since: datetime) -> dict[str, Any]:
+    """Each enqueued job's facts: [status ("" without a row), dead-lettered, recoveries,
+    runs, enqueued in a transaction], in the producer's order."""
     from tasks.models import Job
 
     side = redis.Redis.from_url(side_url)
     runs = {k.decode(): int(v) for k, v in side.hgetall(runs_key).items()}
-    rows = list(
-        Job.objects.filter(name=TASK_NAME).values_list(
+    rows = {
+        task_id: (status, dead is not None, recoveries or 0)
+        for task_id, status, dead, recoveries in Job.objects.filter(name=TASK_NAME).values_list(
             "task_id", "status", "dead_lettered_at", "recoveries"
         )
-    )
+    }
+    enqueued = [line.split() for line in ids.read_text().splitlines() if line.strip()]
     jobs = [
-        [status, dead is not None, recoveries or 0, runs.get(task_id, 0)]
-        for task_id, status, dead, recoveries in rows
+        [*rows.get(task_id, ("", False, 0)), runs.get(task_id, 0), flag == "1"]
+        for task_id, flag in enqueued
     ]
-    known = {task_id for task_id, *_ in rows}
+    listed = {task_id for task_id, _ in enqueued}
     losses: list[dict[str, Any]] = []
     try:
         from tasks.operations import recent_broker_losses
@@ -102,14 +108,38 @@ def facts(side_url: str, runs_key: str, since: datetime) -> dict[str, Any]:
         losses.append({"error": f"{type(exc).__name__}: {exc}"})
     return {
         "jobs": jobs,
-        "runs_without_row": sum(1 for task_id in runs if task_id not in known),
+        "rows_not_listed": sum(1 for task_id in rows if task_id not in listed),
+        "runs_without_row": sum(1 for task_id in runs if task_id not in rows),
         "broker_losses": losses,
-        "stuck": [
-            {"task_id": task_id, "status": status, "runs": runs.get(task_id, 0)}
-            for task_id, status, *_ in rows
-            if status not in FINAL
-        ][:50],
+        "not_final": not_final(rows, runs, enqueued),
     }
+
+
+def not_final(
+    rows: dict[str, tuple[str, bool, int]], runs: dict[str, int], enqueued: list[list[str]]
+) -> list[dict[str, Any]]:
+    """The jobs not final at the end (the first 100), with the result Celery stored for
+    each, if any: a SUCCESS there beside a SENT row is a record that never caught up."""
+    from django_celery_results.models import TaskResult
+
+    stuck = [
+        (task_id, flag) for task_id, flag in enqueued if rows.get(task_id, ("",))[0] not in FINAL
+    ][:100]
+    results = dict(
+        TaskResult.objects.filter(task_id__in=[t for t, _ in stuck]).values_list(
+            "task_id", "status"
+        )
+    )
+    return [
+        {
+            "task_id": task_id,
+            "status": rows.get(task_id, ("",))[0] or "no row",
+            "runs": runs.get(task_id, 0),
+            "in_transaction": flag == "1",
+            "stored_result": results.get(task_id, ""),
+        }
+        for task_id, flag in stuck
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,12 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side-redis", required=True)
     parser.add_argument("--runs-key", required=True)
     parser.add_argument("--since", required=True, help="ISO time the cell started")
+    parser.add_argument("--ids", type=Path, required=True, help="the producer's list")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     django.setup()
     ended = wait(args.expected, args.deadline, args.stall)
-    print(f"wait ended: {ended}", flush=True)
-    found = facts(args.side_redis, args.runs_key, datetime.fromisoformat(args.since))
+    print(f"wait ended: {ended}", file=sys.stderr, flush=True)
+    found = facts(args.ids, args.side_redis, args.runs_key, datetime.fromisoformat(args.since))
     found["wait_ended"] = ended
     args.out.write_text(json.dumps(found, indent=1))
     return 0

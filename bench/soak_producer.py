@@ -2,7 +2,8 @@
 
 Enqueues N soak jobs at an even pace over S seconds, every other one inside
 `transaction.atomic()` (its row is written in the transaction and a worker's relay
-publishes it), the others with a plain `.delay()`. A call that raises (the database
+publishes it), the others with a plain `.delay()`; each job whose `.delay()` returned is
+listed in `--ids` (its task id, 1 when enqueued in a transaction). A call that raises (the database
 connection was cut, the broker is down) is logged and tried again after a pause; the
 count of calls that returned is printed last: `enqueued=<n> errors=<n>`.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import django
 
@@ -24,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--seconds", type=float, required=True)
     parser.add_argument("--task-seconds", type=float, required=True)
+    parser.add_argument("--ids", type=Path, required=True, help="where to list the jobs")
     args = parser.parse_args(argv)
     django.setup()
     from django.db import connection, transaction
@@ -33,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     enqueued = errors = 0
     in_transaction = 0
     started = time.monotonic()
+    ids = args.ids.open("w")
     for i in range(args.n):
         due = started + args.seconds * i / args.n
         pause = due - time.monotonic()
@@ -43,11 +47,12 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 if i % 2:
                     with transaction.atomic():
-                        record_run.delay(i, args.task_seconds)
+                        handle = record_run.delay(i, args.task_seconds)
                     in_transaction += 1
                 else:
-                    record_run.delay(i, args.task_seconds)
+                    handle = record_run.delay(i, args.task_seconds)
                 enqueued += 1
+                ids.write(f"{handle.id} {i % 2}\n")
                 break
             except Exception as exc:
                 errors += 1
@@ -59,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(RETRY_PAUSE_S)
         if i % 500 == 0:
             print(f"{i} jobs in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+    ids.close()
     print(f"enqueued={enqueued} in_transaction={in_transaction} errors={errors}", flush=True)
     return 0
 

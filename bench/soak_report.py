@@ -3,8 +3,10 @@
 A job's facts come from its row (status, dead-lettered, recoveries) and from the soak's
 own count of its executions (`bench.soak_task`, in a Redis the soak never kills):
 
-- lost: a job the producer enqueued that is not final when the wait ends and whose body
-  never ran to its end, or that has no row at all;
+- lost: a job the producer enqueued that is not final when the wait ends (or has no row
+  at all) and whose body never ran to its end; split by how it was enqueued (in a
+  transaction, through the relay; or a plain `.delay()`, whose row the recorder writes
+  from the broker's event stream);
 - unfinished: not final at the end but its body did run (a record that never caught up:
   not lost work, but reported);
 - run more than once: its body ran to the end twice or more (the at-least-once cases);
@@ -24,16 +26,20 @@ FINAL = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 
 @dataclass(frozen=True)
 class JobFacts:
-    status: str
+    status: str  # "" when the job has no row at all
     dead_lettered: bool
     recoveries: int
     runs: int
+    in_transaction: bool = False
 
 
-def tally(facts: Iterable[JobFacts], enqueued: int) -> dict[str, int]:
-    """The cell's figures; `enqueued` is how many `.delay()` calls the producer saw return."""
+def tally(facts: Iterable[JobFacts]) -> dict[str, int]:
+    """The cell's figures over the jobs whose `.delay()` returned (one JobFacts each)."""
     counts = dict.fromkeys(
         (
+            "no_row",
+            "lost_in_transaction",
+            "lost_plain",
             "jobs",
             "succeeded",
             "failed",
@@ -50,14 +56,15 @@ def tally(facts: Iterable[JobFacts], enqueued: int) -> dict[str, int]:
         final = job.status in FINAL
         counts["succeeded"] += job.status == "SUCCESS"
         counts["failed"] += job.status == "FAILURE"
-        if not final:
-            counts["lost" if job.runs == 0 else "unfinished"] += 1
+        counts["no_row"] += job.status == ""
+        if not final and job.runs == 0:
+            counts["lost"] += 1
+            counts["lost_in_transaction" if job.in_transaction else "lost_plain"] += 1
+        elif not final:
+            counts["unfinished"] += 1
         counts["more_than_once"] += job.runs > 1
         counts["dead_lettered"] += job.dead_lettered
         counts["recovered"] += job.recoveries > 0
-    counts["enqueued"] = enqueued
-    counts["no_row"] = max(0, enqueued - counts["jobs"])
-    counts["lost"] += counts["no_row"]
     return counts
 
 
@@ -71,6 +78,8 @@ COLUMNS = (
     ("jobs", "jobs"),
     ("succeeded", "succeeded"),
     ("lost", "lost"),
+    ("lost_in_transaction", "of which in tx"),
+    ("no_row", "no row"),
     ("unfinished", "unfinished"),
     ("more_than_once", "run >1"),
     ("dead_lettered", "dead-lettered"),

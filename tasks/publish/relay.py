@@ -32,7 +32,9 @@ dies mid-batch leaves the rest to whichever relay comes after the lease: a messa
 then be published twice under the same task id (at least once, as everywhere with
 `acks_late`; tasks should be idempotent). A row whose job moved on meanwhile (its
 SENT was recorded after a relay died before clearing it, or an operator cancelled it)
-is cleared without being published. A broker that does not answer ends the pass: the
+is cleared without being published, unless the broker lost its message
+(`recovered_at` set by tasks.runtime.broker_watch): then it is published again from the
+row, with the same task id (`recovery_entry`). A broker that does not answer ends the pass: the
 rows not yet published are released and the relay waits longer before the next pass.
 """
 
@@ -49,6 +51,7 @@ from celery import current_app
 from django.db import DatabaseError, close_old_connections, connections, transaction
 from django.utils import timezone
 
+from tasks import correlation
 from tasks.backoff import RetryPolicy
 from tasks.conf import layer_settings
 from tasks.models import Job, JobStatus
@@ -59,7 +62,27 @@ logger = logging.getLogger(__name__)
 BATCH = 200  # rows claimed per transaction
 FAILED_PUBLISH_DELAY = 60.0  # seconds before a row the broker refused is tried again
 MAX_IDLE_WAIT = 30.0  # seconds: the longest pause after the broker or database failed
-_COLUMNS = ("task_id", "name", "args", "kwargs", "message", "status")
+_COLUMNS = (
+    "task_id",
+    "name",
+    "args",
+    "kwargs",
+    "message",
+    "status",
+    "recovered_at",
+    "attempts",
+    "queue",
+    "priority",
+    "eta",
+    "correlation_id",
+    "parent_id",
+    "root_id",
+    "group_id",
+    "group_index",
+)
+#: Rows the watcher marked after a broker loss (recovered_at set) in these states are
+#: published again although they are no longer PENDING (tasks.runtime.broker_watch).
+RECOVERABLE = frozenset({JobStatus.SENT, JobStatus.RECEIVED, JobStatus.RETRY, JobStatus.STARTED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,12 +179,19 @@ def _publish(rows: Sequence[dict[str, Any]], lease_end: datetime, app: Any) -> t
     published = 0
     for index, row in enumerate(rows):
         task_id = row["task_id"]
-        if row["status"] != JobStatus.PENDING:
+        if row["status"] == JobStatus.PENDING:
+            entry = messages.Entry(
+                task_id,
+                row["name"],
+                row["args"] or [],
+                row["kwargs"] or {},
+                dict(row["message"] or {}),
+            )
+        elif row["recovered_at"] is not None and row["status"] in RECOVERABLE:
+            entry = recovery_entry(row)
+        else:
             finished.append(task_id)
             continue
-        entry = messages.Entry(
-            task_id, row["name"], row["args"] or [], row["kwargs"] or {}, dict(row["message"] or {})
-        )
         try:
             messages.send(entry, app, add_to_parent=False)
         except messages.CONNECTION_ERRORS as exc:
@@ -184,6 +214,46 @@ def _publish(rows: Sequence[dict[str, Any]], lease_end: datetime, app: Any) -> t
         published += 1
     _clear(finished, lease_end)
     return published, False
+
+
+def recovery_entry(row: dict[str, Any]) -> messages.Entry:
+    """The message of a job the broker lost, from its row: the stored options (a relayed
+    job's), else what the row recorded of its message, with the retry count the job had
+    reached so a retry carries on instead of starting over, and its ETA.
+
+    A job published straight to the broker keeps no options row: its name, arguments,
+    queue, priority, lineage, group and ETA are on the row; links, expiry and a chord's
+    body are not (docs/broker-loss.md).
+    """
+    options: dict[str, Any] = {
+        name: value
+        for name, value in (row["message"] or {}).items()
+        if name not in ("unique_key", "countdown", "retries")
+    }
+    if row["queue"]:
+        options["queue"] = row["queue"]
+    if row["priority"] is not None:
+        options.setdefault("priority", row["priority"])
+    headers = dict(options.get("headers") or {})
+    if row["correlation_id"]:
+        headers.setdefault(correlation.HEADER, row["correlation_id"])
+    options["headers"] = headers
+    for fact in ("parent_id", "root_id", "group_id"):
+        if row[fact]:
+            options.setdefault(fact, row[fact])
+    if row["group_id"] and row["group_index"] is not None:
+        options.setdefault("group_index", row["group_index"])
+    # `attempts` is the attempt the row is at: a RETRY row's N is the retry's own
+    # `retries` (its message said so); RECEIVED and STARTED are attempt retries + 1.
+    attempts = int(row["attempts"] or 0)
+    retries = attempts if row["status"] in (JobStatus.SENT, JobStatus.RETRY) else attempts - 1
+    if retries > 0:
+        options["retries"] = retries
+    if row["eta"] is not None:
+        options["eta"] = row["eta"]
+    return messages.Entry(
+        row["task_id"], row["name"], row["args"] or [], row["kwargs"] or {}, options
+    )
 
 
 def _clear(task_ids: list[str], lease_end: datetime) -> None:

@@ -4,7 +4,8 @@
 supervised by the worker (tasks.runtime.worker_steps.RecorderProcess). It writes the
 recorded events of the Redis streams to the database (tasks.record.recorder) and
 publishes the jobs written inside transactions for the worker's queues
-(tasks.publish.relay), and exits when its worker is gone.
+(tasks.publish.relay), watches the broker for a loss of its data
+(tasks.runtime.broker_watch), and exits when its worker is gone.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     from tasks.publish.relay import Relay
     from tasks.record import sinks
     from tasks.record.recorder import Recorder
+    from tasks.runtime import broker_watch
+    from tasks.runtime.broker_watch import BrokerWatch
     from tasks.runtime.heartbeat import Heartbeat, WorkerIdentity
 
     logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"))
@@ -98,9 +101,14 @@ def main(argv: list[str] | None = None) -> int:
         # Stopped by its worker (SIGTERM): the worker shut down. Orphaned: it was lost.
         heartbeat.start(should_stop, shut_down=lambda: stopping)
     relay = Relay(queues=queues or None)
+    # Beside the relay: notices that the broker lost its data and marks what it lost
+    # for the relay to publish again (tasks.runtime.broker_watch; Redis only).
+    watch = BrokerWatch(args.hostname).start(should_stop) if broker_watch.enabled() else None
     if not url:
         logger.info("No Redis event stream (the broker is not Redis): relaying only.")
         relay.run(should_stop)
+        if watch is not None:
+            watch.stop()
         if heartbeat is not None:
             heartbeat.join(timeout=2.0)
         return 0
@@ -109,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         Recorder(url).run(should_stop)
     finally:
         relay.stop()
+        if watch is not None:
+            watch.stop()
         if heartbeat is not None:
             heartbeat.join(timeout=2.0)
     return 0

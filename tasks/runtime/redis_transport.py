@@ -37,7 +37,61 @@ _PREVIEW = 200  # characters of a malformed entry shown in the log
 _ENVELOPE_KEYS = ("body", "properties")
 
 
+class QoS(kombu_redis.QoS):
+    """kombu's QoS, whose close, acks and rejects do not kill the worker when the
+    connection is gone.
+
+    On a lost connection Celery closes the channel, and kombu restores the messages it
+    had delivered and not acknowledged (the prefetch) by building a client from the
+    connection, which is gone by then: AttributeError, "Unrecoverable error", the worker
+    exits and its running jobs with it (kombu 5.7, Redis restarted under a busy worker).
+    Those messages cannot be restored to a broker that is unreachable anyway: they stay
+    in its `unacked` hash, restored after the visibility timeout if the broker kept its
+    data, and published again by the layer if it lost it (tasks.runtime.broker_watch).
+    """
+
+    def restore_unacked(self, client: Any = None) -> None:
+        try:
+            super().restore_unacked(client)
+        except AttributeError as exc:
+            delivered = self._delivered
+            logger.warning(
+                "Could not restore %s unacknowledged message(s): the broker connection "
+                "is gone (%s); the broker restores them after the visibility timeout",
+                len(delivered) if delivered is not None else 0,
+                exc,
+            )
+            if delivered is not None:
+                delivered.clear()
+
+    def ack(self, delivery_tag: Any) -> None:
+        # A job that started before the connection was lost ends after it: its delivery
+        # tag died with that channel, whose client can no longer be built (the same
+        # AttributeError, raised out of the worker's loop). It cannot be acknowledged:
+        # its entry stays in the broker's `unacked` hash (restored and run again after
+        # the visibility timeout if the broker kept its data: at least once).
+        try:
+            super().ack(delivery_tag)
+        except AttributeError as exc:
+            logger.warning(
+                "Could not acknowledge a message of a closed channel (%s): the connection "
+                "it came on is gone",
+                exc,
+            )
+
+    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        try:
+            super().reject(delivery_tag, requeue=requeue)
+        except AttributeError as exc:
+            logger.warning(
+                "Could not reject a message of a closed channel (%s): the connection "
+                "it came on is gone",
+                exc,
+            )
+
+
 class Channel(kombu_redis.Channel):
+    QoS = QoS
     _sync_client: Any = None
     _sync_client_pool: Any = None
     # kombu's Redis Channel has these; celery-types' stub of it leaves them out.

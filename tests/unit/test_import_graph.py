@@ -109,7 +109,9 @@ LAYERS = {
     "broker": {"celery_defaults"},
     "record": set(),
     "publish": {"record"},
-    "runtime": {"record", "publish"},
+    # broker: the watch beside each worker reads the broker's marker and, after a loss,
+    # what it still holds (tasks.runtime.broker_watch, tasks.broker.loss).
+    "runtime": {"record", "publish", "broker"},
     "operations": {"broker", "record", "publish", "runtime"},
 }
 #: The nouns every package builds on; they import none of the packages.

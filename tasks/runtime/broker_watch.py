@@ -1,0 +1,339 @@
+"""Noticing that the broker lost its data, and marking what it lost to be published again.
+
+A thread of the process beside every worker (tasks.runtime.recorder_and_relay) reads
+the broker's marker (tasks.broker.loss) every CHECK_INTERVAL seconds: one GET, nothing on
+a job's path. A marker this process had seen and that is now missing is the evidence:
+the broker restarted without persistence, failed over to an empty replica, or was
+flushed. A new run_id alone is not (a restart with AOF changes it and loses nothing).
+
+Then exactly one process recovers: the one whose SET NX writes the new marker. It writes
+the BrokerLoss row first, marks the lost jobs (JobQuerySet.republish_after_broker_loss:
+due for the relay now, recovered_at, recoveries + 1, recovered_because), and sets the
+row's finished_at last. Should it die mid-way, any watcher finds the unfinished row once
+it is older than STALLED_AFTER and completes it: the marking skips rows already marked
+for this loss, so completing twice marks nothing twice. A Redis lock (the lease) keeps
+two completions from running at once.
+
+What is lost: jobs recorded as published and not started (SENT, RECEIVED, RETRY with its
+ETA) before the loss was found, and jobs recorded as running (STARTED) on a worker that
+is lost by its heartbeats (their unacknowledged entry vanished with the data, so no
+visibility timeout will give them back); minus every task id the broker still holds
+(queues and the unacknowledged hash of the new dataset, read once), minus jobs whose
+message waits in the layer's own outbox, minus what the live workers say they are
+running (remote control: a job that started just before the loss may not show STARTED
+on its row yet). A running job on a live worker keeps running.
+The relay (tasks.publish.relay) publishes the marked rows from the row, same task id.
+
+A STARTED job whose worker is not yet known to be lost when the loss is found is looked
+at again while the loss is recent (LOST_WORKER_WINDOW): once its worker's heartbeats
+have stopped long enough, it is marked too.
+
+Losses the watcher cannot see: one that happens while no worker runs and before any
+watcher has read the marker (a process that finds no marker at its first look writes
+one and recovers nothing: nobody knows there was a marker).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+
+import redis
+from celery import current_app
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from tasks.broker import broker_url, kind, redis_lists
+from tasks.broker import loss as broker_loss
+from tasks.models import BrokerLoss, Job, JobStatus, OutboxMessage, WorkerBeat
+from tasks.runtime import heartbeat
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between two looks at the marker (0 turns the watch off).
+CHECK_INTERVAL = float(os.environ.get("TASKS_BROKER_WATCH_INTERVAL", "2"))
+#: Seconds between two looks for unfinished or recent losses (a database query).
+FOLLOW_UP_INTERVAL = 15.0
+#: An unfinished BrokerLoss row older than this is completed by another process.
+STALLED_AFTER = timedelta(seconds=60)
+#: How long after a loss STARTED jobs of workers found lost later are still recovered.
+LOST_WORKER_WINDOW = timedelta(minutes=30)
+#: Seconds a remote-control inspect waits for replies, and how long the live workers
+#: are asked in all until each online worker said what it runs.
+INSPECT_TIMEOUT = 1.0
+INSPECT_PATIENCE = 15.0
+#: Rows marked per statement.
+MARK_CHUNK = 500
+_LOCK_KEY = "tasks:broker-recovery:{}"
+_NOT_STARTED = (JobStatus.SENT, JobStatus.RECEIVED, JobStatus.RETRY)
+_FINISHED_OR_UNPUBLISHED = (
+    JobStatus.PENDING,
+    JobStatus.SUCCESS,
+    JobStatus.FAILURE,
+    JobStatus.REVOKED,
+)
+_REDIS_ERRORS = (redis.RedisError, OSError)
+
+
+def enabled() -> bool:
+    return CHECK_INTERVAL > 0 and kind() == "redis"
+
+
+def because(address: str, restarted_at: datetime | None) -> str:
+    if restarted_at is None:
+        return f"broker {address} lost its data"
+    local = timezone.localtime(restarted_at)
+    return f"broker {address} lost its data (restarted {local:%H:%M:%S})"
+
+
+class BrokerWatch:
+    """The watch loop, in a daemon thread of the recorder process."""
+
+    def __init__(self, hostname: str = "", url: str | None = None) -> None:
+        self.url = url or broker_url()
+        self.hostname = hostname or f"{socket.gethostname()}:{os.getpid()}"
+        self.seen: broker_loss.Marker | None = None
+        self.seen_at: datetime | None = None
+        self._stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self._next_follow_up = 0.0
+
+    def start(self, should_stop: Callable[[], bool] = lambda: False) -> BrokerWatch:
+        self.thread = threading.Thread(
+            target=self.run, args=(should_stop,), name="broker-watch", daemon=True
+        )
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        while not (self._stop.is_set() or should_stop()):
+            try:
+                self.check()
+                if time.monotonic() >= self._next_follow_up:
+                    self._next_follow_up = time.monotonic() + FOLLOW_UP_INTERVAL
+                    follow_up(self.url, self.hostname)
+            except _REDIS_ERRORS as exc:
+                logger.debug("Broker watch: broker unreachable (%s)", exc)
+            except DatabaseError as exc:
+                logger.warning("Broker watch: database unavailable (%s)", exc)
+            except Exception:
+                logger.exception("Broker watch failed; looking again")
+            finally:
+                close_old_connections()
+            self._stop.wait(CHECK_INTERVAL)
+
+    def check(self) -> BrokerLoss | None:
+        """One look at the marker; the loss recovered when this process found it."""
+        found = broker_loss.read_marker(self.url)
+        now = timezone.now()
+        if found is not None:
+            if self.seen is None or found.token != self.seen.token:
+                self.seen = found
+            self.seen_at = now
+            return None
+        marker = broker_loss.Marker.new()
+        won = broker_loss.claim_marker(self.url, marker)
+        previous, previous_at = self.seen, self.seen_at
+        if won:
+            self.seen, self.seen_at = marker, now
+        if previous is None:
+            if won:
+                logger.info("Broker watch: no marker on %s yet; wrote one", self._address())
+            return None  # never seen one: no evidence that anything was lost
+        if not won:
+            return None  # another process found it first and recovers
+        return self.recover(previous, previous_at, now)
+
+    def _address(self) -> str:
+        return broker_loss.address(self.url)
+
+    def recover(
+        self, previous: broker_loss.Marker, seen_at: datetime | None, now: datetime
+    ) -> BrokerLoss:
+        started = _started_at(self.url)
+        restarted_at = started if started and (seen_at is None or started >= seen_at) else None
+        address = self._address()
+        evidence = (
+            f"The marker {previous.token} the layer wrote into the broker"
+            f"{f' at {previous.written_at:%Y-%m-%d %H:%M:%S}' if previous.written_at else ''}"
+            f" was there at {seen_at:%H:%M:%S} and missing at {now:%H:%M:%S}"
+            if seen_at
+            else f"The marker {previous.token} the layer wrote into the broker is missing"
+        )
+        if restarted_at is not None:
+            evidence += f"; the broker restarted at {restarted_at:%Y-%m-%d %H:%M:%S} UTC"
+        else:
+            evidence += "; the broker did not restart (flushed, or failed over to a replica)"
+        loss = BrokerLoss.objects.create(
+            detected_at=now,
+            detected_by=self.hostname[:255],
+            broker=address[:255],
+            evidence=evidence + ".",
+            restarted_at=restarted_at,
+        )
+        logger.warning("Broker %s lost its data: %s", address, evidence)
+        client = redis_lists.client(self.url)
+        client.set(_LOCK_KEY.format(loss.pk), self.hostname, ex=int(STALLED_AFTER.total_seconds()))
+        complete(loss, self.url)
+        return loss
+
+
+def _started_at(url: str) -> datetime | None:
+    try:
+        return broker_loss.started_at(url)
+    except _REDIS_ERRORS:
+        return None
+
+
+def lost_hostnames(now: datetime) -> set[str]:
+    """Workers whose heartbeats stopped without a clean shutdown."""
+    return set(
+        WorkerBeat.objects.filter(
+            last_seen_at__lt=now - heartbeat.online_within(), stopped_at__isnull=True
+        ).values_list("hostname", flat=True)
+    )
+
+
+def candidates(loss: BrokerLoss, now: datetime, running_only: bool = False) -> set[str]:
+    """Jobs recorded as published before the loss was found, not finished, not already
+    marked for this loss, none of them waiting in the outbox or for the relay; with
+    `running_only`, only the running jobs of lost workers."""
+    before = loss.detected_at
+    not_marked = Job.objects.filter(publish_due_at__isnull=True).exclude(recovered_at__gte=before)
+    waiting: set[str] = set()
+    if not running_only:
+        waiting.update(
+            not_marked.filter(status__in=_NOT_STARTED, sent_at__lt=before).values_list(
+                "task_id", flat=True
+            )
+        )
+    lost = lost_hostnames(now)
+    if lost:
+        waiting.update(
+            not_marked.filter(
+                status=JobStatus.STARTED, worker__in=sorted(lost), started_at__lt=before
+            ).values_list("task_id", flat=True)
+        )
+    if waiting:
+        waiting -= _in_outbox(waiting)
+    return waiting
+
+
+def _in_outbox(task_ids: Iterable[str]) -> set[str]:
+    ids = sorted(task_ids)
+    found: set[str] = set()
+    for start in range(0, len(ids), MARK_CHUNK):
+        chunk = ids[start : start + MARK_CHUNK]
+        found.update(
+            OutboxMessage.objects.filter(task_id__in=chunk).values_list("task_id", flat=True)
+        )
+    return found
+
+
+def running_on_live_workers(now: datetime) -> set[str]:
+    """The task ids the live workers are running, asked of them (remote control).
+
+    A job that started shortly before the loss may still be SENT or RECEIVED on its row
+    (its STARTED not recorded yet, or lost with the stream's tail), and a worker that
+    lives keeps running it: it must not run a second time. The worker dropped only what
+    it held without running (its prefetch and ETA jobs, Celery's `on_close`). Workers
+    reconnect to the restarted broker within seconds: ask until every worker online by
+    its heartbeat has answered, for up to INSPECT_PATIENCE seconds.
+    """
+    expected = {beat.hostname for beat in heartbeat.online(now)}
+    running: set[str] = set()
+    answered: set[str] = set()
+    deadline = time.monotonic() + INSPECT_PATIENCE
+    while True:
+        try:
+            replies = current_app.control.inspect(timeout=INSPECT_TIMEOUT).active() or {}
+        except Exception as exc:  # the broker may be reconnecting still
+            logger.debug("Broker watch: inspect failed (%s)", exc)
+            replies = {}
+        for hostname, active in replies.items():
+            answered.add(hostname)
+            running.update(str(job.get("id")) for job in active or () if job.get("id"))
+        missing = expected - answered
+        if not missing or time.monotonic() >= deadline:
+            break
+    if missing:
+        logger.warning(
+            "Broker watch: worker(s) %s did not say what they run; a job they started just "
+            "before the loss may run twice",
+            ", ".join(sorted(missing)),
+        )
+    return running
+
+
+def complete(loss: BrokerLoss, url: str, running_only: bool = False) -> BrokerLoss:
+    """Mark what the broker lost to be published again; idempotent for one loss.
+
+    `running_only` (a finished loss looked at again): only the running jobs of workers
+    found lost since, and `still_held` stays as the first count said."""
+    now = timezone.now()
+    lost = candidates(loss, now, running_only)
+    if lost and not running_only:
+        lost -= running_on_live_workers(now)
+    held = broker_loss.held_task_ids(url) if lost else set()
+    still_held = lost & held
+    to_mark = sorted(lost - held)
+    text = because(loss.broker, loss.restarted_at)
+    marked = 0
+    if not running_only:
+        loss.still_held = len(still_held)
+    for start in range(0, len(to_mark), MARK_CHUNK):
+        chunk = to_mark[start : start + MARK_CHUNK]
+        done = (
+            Job.objects.filter(task_id__in=chunk, publish_due_at__isnull=True)
+            .exclude(recovered_at__gte=loss.detected_at)
+            .exclude(status__in=_FINISHED_OR_UNPUBLISHED)
+            .republish_after_broker_loss(timezone.now(), text)
+        )
+        marked += done
+        loss.republished += done  # saved per chunk: a process that dies loses no count
+        loss.save(update_fields=["still_held", "republished"])
+    if loss.finished_at is None:
+        loss.finished_at = timezone.now()
+    loss.save(update_fields=["still_held", "republished", "finished_at"])
+    if marked or still_held:
+        logger.warning(
+            "Broker %s lost its data: %s job(s) marked to publish again, %s still held by "
+            "the broker (not published twice)",
+            loss.broker,
+            marked,
+            len(still_held),
+        )
+    return loss
+
+
+def follow_up(url: str, hostname: str) -> None:
+    """Complete a loss whose recovering process died; recover the running jobs of workers
+    found lost since a recent loss. One small query when nothing is recent."""
+    now = timezone.now()
+    recent = list(
+        BrokerLoss.objects.filter(detected_at__gte=now - LOST_WORKER_WINDOW).order_by("detected_at")
+    )
+    if not recent:
+        return
+    client = redis_lists.client(url)
+    for loss in recent:
+        if loss.finished_at is None and now - loss.detected_at < STALLED_AFTER:
+            continue  # its process is still at it
+        lease = int(STALLED_AFTER.total_seconds())
+        if not client.set(_LOCK_KEY.format(loss.pk), hostname, nx=True, ex=lease):
+            continue
+        if loss.finished_at is None:
+            logger.warning("Completing the recovery of broker loss %s (its process stopped)", loss)
+            complete(loss, url)
+        else:
+            complete(loss, url, running_only=True)

@@ -26,7 +26,7 @@ from tasks.broker.loss import MARKER_KEY
 from tasks.models import BrokerLoss, Job, JobStatus
 from tasks.operations import recent_broker_losses
 from tests.conftest import worker_env
-from tests.faults import count_run, report_pid_then_sleep
+from tests.faults import count_run, report_pid_then_sleep, retry_after_sleep
 from tests.support.broker import queued_messages, use_broker
 from tests.support.jobs import wait_for_jobs
 from tests.support.worker import WorkerProcess
@@ -107,6 +107,15 @@ def test_jobs_the_broker_lost_run_once_each_after_it_restarts_empty(
             first.start()
             # The watch beside the worker wrote the marker (and has seen it).
             wait_until(lambda: client.exists(MARKER_KEY), 10, "the broker's marker")
+            # A retry waiting for its ETA (its first attempt failed at once): the
+            # re-publish must carry on at attempt 2, not start over.
+            retry_key = f"retry-{uuid.uuid4().hex[:8]}"
+            retried = retry_after_sleep.apply_async((retry_key, 0, 8), queue=consumed).id
+            wait_until(
+                lambda: Job.objects.filter(task_id=retried, status=JobStatus.RETRY).exists(),
+                15,
+                "the retry held by the worker",
+            )
             running_key = f"run-{uuid.uuid4().hex[:8]}"
             running = report_pid_then_sleep.apply_async((running_key, 6), queue=consumed).id
             # Running (its row may still say SENT: a running job's STARTED can wait in
@@ -122,7 +131,7 @@ def test_jobs_the_broker_lost_run_once_each_after_it_restarts_empty(
             ]
             # On a queue no worker consumes yet: SENT, waiting in the broker.
             waiting = [count_run.apply_async((keys[n],), queue=later).id for n in "fghij"]
-            lost = prefetched + counted + waiting
+            lost = [retried, *prefetched, *counted, *waiting]
             wait_until(
                 lambda: set(statuses(prefetched + counted).values()) == {JobStatus.RECEIVED},
                 15,
@@ -154,6 +163,9 @@ def test_jobs_the_broker_lost_run_once_each_after_it_restarts_empty(
     )
     assert {key: runs(key) for key in keys.values()} == dict.fromkeys(keys.values(), 1)
     assert int(side.get(f"faults:runs:{running_key}") or 0) == 1
+    assert runs(retry_key) == 1
+    retry = Job.objects.get(task_id=retried)
+    assert (retry.attempts, retry.result) == (2, 1)  # the retry's count carried on
 
     loss = BrokerLoss.objects.get()
     assert loss.republished == len(lost)

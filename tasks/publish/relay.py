@@ -62,14 +62,10 @@ logger = logging.getLogger(__name__)
 BATCH = 200  # rows claimed per transaction
 FAILED_PUBLISH_DELAY = 60.0  # seconds before a row the broker refused is tried again
 MAX_IDLE_WAIT = 30.0  # seconds: the longest pause after the broker or database failed
-_COLUMNS = (
-    "task_id",
-    "name",
-    "args",
-    "kwargs",
-    "message",
-    "status",
-    "recovered_at",
+_COLUMNS = ("task_id", "name", "args", "kwargs", "message", "status", "recovered_at")
+#: What a recovered row's message is rebuilt from (read only for such rows).
+_RECOVERY_COLUMNS = (
+    *_COLUMNS,
     "attempts",
     "queue",
     "priority",
@@ -177,6 +173,7 @@ def _publish(rows: Sequence[dict[str, Any]], lease_end: datetime, app: Any) -> t
     """Publish claimed rows; (how many were published, whether the broker is down)."""
     finished: list[str] = []  # published, or no longer to be published
     published = 0
+    recovered = _recovered_rows(rows)
     for index, row in enumerate(rows):
         task_id = row["task_id"]
         if row["status"] == JobStatus.PENDING:
@@ -187,8 +184,8 @@ def _publish(rows: Sequence[dict[str, Any]], lease_end: datetime, app: Any) -> t
                 row["kwargs"] or {},
                 dict(row["message"] or {}),
             )
-        elif row["recovered_at"] is not None and row["status"] in RECOVERABLE:
-            entry = recovery_entry(row)
+        elif task_id in recovered:
+            entry = recovery_entry(recovered[task_id])
         else:
             finished.append(task_id)
             continue
@@ -214,6 +211,23 @@ def _publish(rows: Sequence[dict[str, Any]], lease_end: datetime, app: Any) -> t
         published += 1
     _clear(finished, lease_end)
     return published, False
+
+
+def _recovered_rows(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The claimed rows to publish again after a broker loss, with what their message is
+    rebuilt from: one more query, only when a batch holds such rows."""
+    ids = [
+        row["task_id"]
+        for row in rows
+        if row["recovered_at"] is not None and row["status"] in RECOVERABLE
+    ]
+    if not ids:
+        return {}
+    return {
+        row["task_id"]: row
+        for row in Job.objects.filter(task_id__in=ids).values(*_RECOVERY_COLUMNS)
+        if row["status"] in RECOVERABLE
+    }
 
 
 def recovery_entry(row: dict[str, Any]) -> messages.Entry:

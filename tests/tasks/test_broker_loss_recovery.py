@@ -234,7 +234,7 @@ def test_the_relay_publishes_a_recovered_row_with_its_retry_count_and_eta(
 
 
 def test_recovery_entry_retry_counts() -> None:
-    base: dict[str, Any] = dict.fromkeys(relay._COLUMNS)
+    base: dict[str, Any] = dict.fromkeys(relay._RECOVERY_COLUMNS)
     base.update(task_id="t", name="n", args=[], kwargs={}, attempts=3, queue="q")
     for status, retries in (
         (JobStatus.SENT, 0),

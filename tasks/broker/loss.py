@@ -5,8 +5,9 @@ and when it was written). It lives as long as the broker's data does: through a 
 only if Redis persists (AOF or RDB), never through a FLUSHALL or a failover to an empty
 replica. A marker that a process had seen and that is now missing is evidence that the
 data is gone, where a new `run_id` is not (a restart with AOF changes it too and loses
-nothing). The check is one GET (tasks.runtime.broker_watch, every ~2 s beside each
-worker); nothing on a job's path.
+nothing); the run_id only tells, once the data is known gone, whether the broker
+restarted (new run_id) or was flushed (same). The check is one GET
+(tasks.runtime.broker_watch, every ~2 s beside each worker); nothing on a job's path.
 
 What the broker still holds: every task id in the queue lists (each priority sub-list
 included) and in kombu's unacknowledged hash (`unacked`: the messages workers took and
@@ -74,17 +75,20 @@ def claim_marker(url: str, marker: Marker) -> bool:
     return bool(redis_lists.client(url).set(_prefix() + MARKER_KEY, marker.encode(), nx=True))
 
 
-def started_at(url: str) -> datetime | None:
-    """When the broker's process started, by its own clock (TIME minus uptime)."""
+def server(url: str) -> tuple[str, datetime | None]:
+    """The broker's run_id (new at every start) and when its process started, by its own
+    clock (TIME minus the uptime, to the second)."""
     pipe = redis_lists.client(url).pipeline(transaction=False)
     pipe.time()
     pipe.info("server")
     (seconds, micros), info = pipe.execute()
     uptime = info.get("uptime_in_seconds")
     if uptime is None:
-        return None
+        return str(info.get("run_id") or ""), None
     now = datetime.fromtimestamp(int(seconds) + int(micros) / 1e6, tz=UTC)
-    return (now - timedelta(seconds=int(uptime))).replace(microsecond=0)
+    return str(info.get("run_id") or ""), (now - timedelta(seconds=int(uptime))).replace(
+        microsecond=0
+    )
 
 
 def address(url: str) -> str:

@@ -58,15 +58,16 @@ logger = logging.getLogger(__name__)
 #: Seconds between two looks at the marker (0 turns the watch off).
 CHECK_INTERVAL = float(os.environ.get("TASKS_BROKER_WATCH_INTERVAL", "2"))
 #: Seconds between two looks for unfinished or recent losses (a database query).
-FOLLOW_UP_INTERVAL = 15.0
+FOLLOW_UP_INTERVAL = float(os.environ.get("TASKS_BROKER_WATCH_FOLLOW_UP", "15"))
 #: An unfinished BrokerLoss row older than this is completed by another process.
 STALLED_AFTER = timedelta(seconds=60)
 #: How long after a loss STARTED jobs of workers found lost later are still recovered.
 LOST_WORKER_WINDOW = timedelta(minutes=30)
-#: Seconds a remote-control inspect waits for replies, and how long the live workers
-#: are asked in all until each online worker said what it runs.
+#: Seconds a remote-control inspect waits for replies; the live workers are asked until
+#: each online worker said what it runs, for at most the heartbeat window (after which a
+#: worker that died with the broker is lost) plus INSPECT_PATIENCE seconds.
 INSPECT_TIMEOUT = 1.0
-INSPECT_PATIENCE = 15.0
+INSPECT_PATIENCE = 5.0
 #: Rows marked per statement.
 MARK_CHUNK = 500
 _LOCK_KEY = "tasks:broker-recovery:{}"
@@ -99,6 +100,7 @@ class BrokerWatch:
         self.hostname = hostname or f"{socket.gethostname()}:{os.getpid()}"
         self.seen: broker_loss.Marker | None = None
         self.seen_at: datetime | None = None
+        self.run_id = ""
         self._stop = threading.Event()
         self.thread: threading.Thread | None = None
         self._next_follow_up = 0.0
@@ -139,29 +141,43 @@ class BrokerWatch:
         if found is not None:
             if self.seen is None or found.token != self.seen.token:
                 self.seen = found
+                self.run_id = _server(self.url)[0]  # which server holds it (rare)
             self.seen_at = now
             return None
         marker = broker_loss.Marker.new()
         won = broker_loss.claim_marker(self.url, marker)
-        previous, previous_at = self.seen, self.seen_at
+        previous, previous_at, previous_run_id = self.seen, self.seen_at, self.run_id
         if won:
             self.seen, self.seen_at = marker, now
+            self.run_id = _server(self.url)[0]
         if previous is None:
             if won:
                 logger.info("Broker watch: no marker on %s yet; wrote one", self._address())
             return None  # never seen one: no evidence that anything was lost
         if not won:
             return None  # another process found it first and recovers
-        return self.recover(previous, previous_at, now)
+        return self.recover(previous, previous_at, previous_run_id, now)
 
     def _address(self) -> str:
         return broker_loss.address(self.url)
 
     def recover(
-        self, previous: broker_loss.Marker, seen_at: datetime | None, now: datetime
+        self,
+        previous: broker_loss.Marker,
+        seen_at: datetime | None,
+        run_id: str,
+        now: datetime,
     ) -> BrokerLoss:
-        started = _started_at(self.url)
-        restarted_at = started if started and (seen_at is None or started >= seen_at) else None
+        new_run_id, started = _server(self.url)
+        # Restarted: another run_id, started (to the second) since the marker was last
+        # seen. The same run_id: flushed. Another run_id started long before: a failover
+        # to a replica that was already up.
+        restarted = (
+            started is not None
+            and new_run_id != run_id
+            and (seen_at is None or started >= seen_at - timedelta(seconds=1))
+        )
+        restarted_at = started if restarted else None
         address = self._address()
         evidence = (
             f"The marker {previous.token} the layer wrote into the broker"
@@ -188,11 +204,11 @@ class BrokerWatch:
         return loss
 
 
-def _started_at(url: str) -> datetime | None:
+def _server(url: str) -> tuple[str, datetime | None]:
     try:
-        return broker_loss.started_at(url)
+        return broker_loss.server(url)
     except _REDIS_ERRORS:
-        return None
+        return "", None
 
 
 def lost_hostnames(now: datetime) -> set[str]:
@@ -240,7 +256,7 @@ def _in_outbox(task_ids: Iterable[str]) -> set[str]:
     return found
 
 
-def running_on_live_workers(now: datetime) -> set[str]:
+def running_on_live_workers() -> set[str]:
     """The task ids the live workers are running, asked of them (remote control).
 
     A job that started shortly before the loss may still be SENT or RECEIVED on its row
@@ -248,18 +264,23 @@ def running_on_live_workers(now: datetime) -> set[str]:
     lives keeps running it: it must not run a second time. The worker dropped only what
     it held without running (its prefetch and ETA jobs, Celery's `on_close`). Workers
     reconnect to the restarted broker within seconds: ask until every worker online by
-    its heartbeat has answered, for up to INSPECT_PATIENCE seconds.
+    its heartbeat has answered, for up to the heartbeat window plus INSPECT_PATIENCE.
     """
-    expected = {beat.hostname for beat in heartbeat.online(now)}
     running: set[str] = set()
     answered: set[str] = set()
-    deadline = time.monotonic() + INSPECT_PATIENCE
+    # Long enough for a worker that died with the broker to leave the online ones.
+    patience = heartbeat.online_within().total_seconds() + INSPECT_PATIENCE
+    deadline = time.monotonic() + patience
     while True:
+        # Asked again each round: a worker killed with the broker drops out once its
+        # heartbeat window has passed (it is lost, and its running jobs are recovered).
+        expected = {beat.hostname for beat in heartbeat.online(timezone.now())}
         try:
             replies = current_app.control.inspect(timeout=INSPECT_TIMEOUT).active() or {}
         except Exception as exc:  # the broker may be reconnecting still
             logger.debug("Broker watch: inspect failed (%s)", exc)
             replies = {}
+            time.sleep(INSPECT_TIMEOUT)
         for hostname, active in replies.items():
             answered.add(hostname)
             running.update(str(job.get("id")) for job in active or () if job.get("id"))
@@ -280,10 +301,10 @@ def complete(loss: BrokerLoss, url: str, running_only: bool = False) -> BrokerLo
 
     `running_only` (a finished loss looked at again): only the running jobs of workers
     found lost since, and `still_held` stays as the first count said."""
-    now = timezone.now()
-    lost = candidates(loss, now, running_only)
-    if lost and not running_only:
-        lost -= running_on_live_workers(now)
+    # First what the live workers run: waiting for their answers also lets a worker
+    # killed together with the broker become lost, so its running jobs are candidates.
+    running = set() if running_only else running_on_live_workers()
+    lost = candidates(loss, timezone.now(), running_only) - running
     held = broker_loss.held_task_ids(url) if lost else set()
     still_held = lost & held
     to_mark = sorted(lost - held)

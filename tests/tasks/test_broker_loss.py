@@ -8,6 +8,8 @@ test database (SQLite, or PostgreSQL with DATABASE_URL).
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -86,6 +88,7 @@ def test_jobs_the_broker_lost_run_once_each_after_it_restarts_empty(
     broker_redis: RedisServer, redis_server: RedisServer, celery_app: Celery, output_dir: Path
 ) -> None:
     consumed, later = f"loss-a-{uuid.uuid4().hex[:6]}", f"loss-b-{uuid.uuid4().hex[:6]}"
+    dying = f"loss-c-{uuid.uuid4().hex[:6]}"
     env = env_for(broker_redis, redis_server)
     first = WorkerProcess(
         app=celery_app,
@@ -94,10 +97,19 @@ def test_jobs_the_broker_lost_run_once_each_after_it_restarts_empty(
         concurrency=1,
         log_path=output_dir / "logs" / "worker-broker-loss-1.log",
     )
+    # Killed together with the broker (SIGKILL, main process, pool and recorder): its
+    # running job's unacknowledged entry is gone with the data.
+    doomed = WorkerProcess(
+        app=celery_app,
+        env=env,
+        queues=dying,
+        concurrency=1,
+        log_path=output_dir / "logs" / "worker-broker-loss-killed.log",
+    )
     second = WorkerProcess(
         app=celery_app,
         env=env,
-        queues=later,
+        queues=f"{later},{dying}",
         concurrency=2,
         log_path=output_dir / "logs" / "worker-broker-loss-2.log",
     )
@@ -105,6 +117,7 @@ def test_jobs_the_broker_lost_run_once_each_after_it_restarts_empty(
     with use_broker(celery_app, broker_redis.url):
         try:
             first.start()
+            doomed.start()
             # The watch beside the worker wrote the marker (and has seen it).
             wait_until(lambda: client.exists(MARKER_KEY), 10, "the broker's marker")
             # A retry waiting for its ETA (its first attempt failed at once): the
@@ -122,6 +135,9 @@ def test_jobs_the_broker_lost_run_once_each_after_it_restarts_empty(
             # its process; the worker says what it runs when asked).
             side = redis.Redis.from_url(redis_server.url)
             wait_until(lambda: side.exists(f"faults:pid:{running_key}"), 20, "running")
+            doomed_key = f"doomed-{uuid.uuid4().hex[:8]}"
+            orphaned = report_pid_then_sleep.apply_async((doomed_key, 60), queue=dying).id
+            wait_until(lambda: side.exists(f"faults:pid:{doomed_key}"), 20, "doomed running")
             keys = {name: f"{name}-{uuid.uuid4().hex[:8]}" for name in "abcdefghij"}
             # In the worker's prefetch (its one process is busy): RECEIVED.
             prefetched = [count_run.apply_async((keys[n],), queue=consumed).id for n in "abc"]
@@ -141,27 +157,32 @@ def test_jobs_the_broker_lost_run_once_each_after_it_restarts_empty(
             assert len(queued_messages(client, later)) == 5
             time.sleep(0.5)  # the recorder has written what the stream held
             killed_at = timezone.now()
+            marker = client.get(MARKER_KEY)
 
+            assert doomed.process is not None
+            os.killpg(doomed.process.pid, signal.SIGKILL)
+            doomed.process.wait()
             kill_and_restart(broker_redis, celery_app)
             client = redis.Redis.from_url(broker_redis.url)
-            assert not client.exists(MARKER_KEY)
 
             wait_until(
                 lambda: BrokerLoss.objects.filter(finished_at__isnull=False).exists(),
-                # Within seconds; up to INSPECT_PATIENCE more when a worker online by its
-                # heartbeat does not answer (the suite's own worker, on another broker).
+                # Within seconds: the killed worker is lost after its heartbeat window
+                # (3 s here); up to 5 s more when a worker online by its heartbeat does
+                # not answer (the suite's own worker, on another broker).
                 30,
                 "the loss recovered",
             )
             second.start()  # the queue nobody consumed: its relay publishes those rows
-            jobs = wait_for_jobs([running, *lost], timeout=40)
+            jobs = wait_for_jobs([running, orphaned, *lost], timeout=40)
             time.sleep(2)  # anything published twice would have run by now
         finally:
             first.stop()
+            doomed.stop()
             second.stop()
 
     assert {job.task_id: job.status for job in jobs} == dict.fromkeys(
-        [running, *lost], JobStatus.SUCCESS
+        [running, orphaned, *lost], JobStatus.SUCCESS
     )
     assert {key: runs(key) for key in keys.values()} == dict.fromkeys(keys.values(), 1)
     assert int(side.get(f"faults:runs:{running_key}") or 0) == 1
@@ -169,14 +190,19 @@ def test_jobs_the_broker_lost_run_once_each_after_it_restarts_empty(
     retry = Job.objects.get(task_id=retried)
     assert (retry.attempts, retry.result) == (2, 1)  # the retry's count carried on
 
+    # The killed worker's job ran again (killed mid-run: at least once), recovered.
+    assert int(side.get(f"faults:runs:{doomed_key}") or 0) == 2
+    assert Job.objects.get(task_id=orphaned).recoveries == 1
+
     loss = BrokerLoss.objects.get()
-    assert loss.republished == len(lost)
+    assert loss.republished == len(lost) + 1
     assert loss.still_held == 0
     assert loss.finished_at is not None
     assert loss.restarted_at is not None
     assert killed_at - timedelta(seconds=2) <= loss.restarted_at <= timezone.now()
     assert loss.detected_at - killed_at < timedelta(seconds=10)
     assert "marker" in loss.evidence
+    assert client.get(MARKER_KEY) != marker  # the recovering process wrote a new one
     assert recent_broker_losses(killed_at) == [loss]
     for job in Job.objects.filter(task_id__in=lost):
         assert job.recoveries == 1, job

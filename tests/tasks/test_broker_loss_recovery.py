@@ -35,7 +35,7 @@ def broker(celery_app: Celery) -> Iterator[RedisServer]:
 def nobody_running(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     """What the live workers say they run (no worker in these tests: asked of a set)."""
     running: set[str] = set()
-    monkeypatch.setattr(broker_watch, "running_on_live_workers", lambda now: set(running))
+    monkeypatch.setattr(broker_watch, "running_on_live_workers", lambda: set(running))
     return running
 
 

@@ -268,6 +268,7 @@ def running_on_live_workers() -> set[str]:
     """
     running: set[str] = set()
     answered: set[str] = set()
+    missing: set[str] = set()
     # Long enough for a worker that died with the broker to leave the online ones.
     patience = heartbeat.online_within().total_seconds() + INSPECT_PATIENCE
     deadline = time.monotonic() + patience
@@ -275,6 +276,8 @@ def running_on_live_workers() -> set[str]:
         # Asked again each round: a worker killed with the broker drops out once its
         # heartbeat window has passed (it is lost, and its running jobs are recovered).
         expected = {beat.hostname for beat in heartbeat.online(timezone.now())}
+        if not expected:
+            break  # nobody online: nobody runs anything
         try:
             replies = current_app.control.inspect(timeout=INSPECT_TIMEOUT).active() or {}
         except Exception as exc:  # the broker may be reconnecting still

@@ -333,6 +333,8 @@ FLOWER_BASIC_AUTH = os.environ.get("FLOWER_BASIC_AUTH", "")
 TASKS_FLOWER_URL = os.environ.get("FLOWER_URL", "")
 # Workers and web processes must agree on it (a worker is lost after three missed beats).
 TASKS_HEARTBEAT_INTERVAL = float(os.environ.get("TASKS_HEARTBEAT_INTERVAL", "5"))
+TASKS_BROKER_WATCH_INTERVAL = float(os.environ.get("TASKS_BROKER_WATCH_INTERVAL", "2"))
+TASKS_BROKER_WATCH_FOLLOW_UP = float(os.environ.get("TASKS_BROKER_WATCH_FOLLOW_UP", "15"))
 # The dashboard: the most jobs one bulk action may touch, rows per CSV export, and the
 # argument keys masked on every page (docs/settings.md; unset: the layer's defaults).
 if os.environ.get("TASKS_BULK_ACTION_LIMIT"):

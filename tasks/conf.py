@@ -264,6 +264,12 @@ class LayerSettings:
     #: worker is online while its last beat is younger than three intervals, lost after:
     #: workers and web processes must agree on it.
     heartbeat_interval: float = _checked(5.0, _seconds(zero_allowed=False))
+    #: Seconds between two looks at the Redis broker's marker by the watch beside each
+    #: worker (tasks.runtime.broker_watch: one GET). 0 turns the watch off.
+    broker_watch_interval: float = _checked(2.0, _seconds(zero_allowed=True))
+    #: Seconds between two looks of that watch for unfinished or recent broker losses (a
+    #: database query), which completes them and marks jobs recorded since.
+    broker_watch_follow_up: float = _checked(15.0, _seconds(zero_allowed=False))
     #: Where the dashboard's "Flower" link points ('' for no link): Flower runs beside the
     #: web process, behind its own authentication.
     flower_url: str = _checked("", _text)

@@ -10,6 +10,15 @@
   publish costs a few microseconds more than Celery's, not a database round trip. If
   the process dies before a flush, the worker still records the job when it receives
   the message.
+- A broker that loses its data (a Redis restarted without persistence) loses the events
+  still in the stream with it, among them the SENT of a plain `.delay()` whose row the
+  recorder had not written yet: the job's message and its record died together. So a
+  `StreamSink` on the broker's Redis keeps what it flushed in the last REPLAY_SECONDS
+  (at most REPLAY_MAX entries), reads the broker's marker (tasks.broker.loss) with each
+  flush (a GET in the same write as the XADD: no extra round trip), and when the marker
+  it saw is missing or another, adds those entries to the stream again (the recording
+  service's writes are idempotent). The recovery then finds those jobs
+  (tasks.runtime.broker_watch's follow-up re-scans recent losses).
 - `BufferedDatabaseSink`: the same batching, written straight to the database (brokers
   other than Redis, where there is no stream).
 - `DatabaseSink`: every event written at once (other brokers, and tests that ask for it).
@@ -24,6 +33,7 @@ import os
 import threading
 import time
 import uuid
+from collections import deque
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -52,6 +62,15 @@ STREAMS = (STREAM, PUBLISHED_STREAM)  # the recorder reads them in this order of
 _FINAL = frozenset({"SUCCESS", "FAILURE", "REVOKED", "RETRY"})
 FLUSH_INTERVAL = 0.1  # seconds a buffered event may wait
 MAX_BUFFER = 500  # events that trigger a flush before the interval
+#: The broker's marker (tasks.broker.loss.MARKER_KEY, behind the transport's
+#: global_keyprefix; record may not import broker, a test keeps the two equal).
+BROKER_MARKER_KEY = "tasks:broker-marker"
+#: Seconds a flushed entry is kept for a replay: entries that sat this long in a stream
+#: whose marker was still there have been read by a recorder.
+REPLAY_SECONDS = 5.0
+REPLAY_MAX = 1_000  # entries kept at most
+#: Seconds between two reads of the marker by an idle sink that still keeps entries.
+IDLE_MARKER_CHECK = 1.0
 
 
 class Sink(Protocol):
@@ -180,6 +199,10 @@ class _BufferedSink:
         if self._hold_final and self._buffer.has_final():
             return
         self.flush()
+        self._idle()
+
+    def _idle(self) -> None:
+        """Called by the flusher thread after each flush (nothing by default)."""
 
     def emit_job(self, event: JobEvent) -> None:
         if self._buffer.add_job(event) >= MAX_BUFFER and self._flusher:
@@ -249,17 +272,85 @@ class StreamSink(_BufferedSink):
     ) -> None:
         self._client = redis.Redis.from_url(url)
         self._stream = stream
-        self._writer = StreamWriter(self._client, stream)
+        self._writer = StreamWriter(self._client, stream, _broker_marker_key(url))
+        # (monotonic time flushed, payload): what a broker loss may have taken.
+        self._retained: deque[tuple[float, str]] = deque(maxlen=REPLAY_MAX)
+        self._marker: bytes | None = None  # the marker last read
+        self._replay_due = False
+        self._last_asked = 0.0
         super().__init__(autoflush=autoflush, interval=interval, hold_final=hold_final)
 
     def _write(self, jobs: list[JobEvent], results: list[ResultEvent]) -> None:
-        self._writer.send(encode(jobs, results))
+        payload = encode(jobs, results)
+        self._writer.send(payload)
+        self._last_asked = time.monotonic()
+        self._retain(payload)
+        self._after_readings()
+
+    def _retain(self, payload: str) -> None:
+        if self._writer.marker_key is not None:
+            self._retained.append((time.monotonic(), payload))
+
+    def _after_readings(self) -> None:
+        """Act on the marker's readings: replay the kept entries after a loss, else forget
+        those old enough. Never raises: a broker down is retried at the next flush."""
+        readings, self._writer.readings = self._writer.readings, []
+        for asked_at, value in readings:
+            if self._marker is not None and value != self._marker:
+                self._replay_due = True
+                logger.warning(
+                    "The broker's marker changed: its event stream was lost; adding the "
+                    "%s entries of the last %.0f s again",
+                    len(self._retained),
+                    REPLAY_SECONDS,
+                )
+            elif not self._replay_due:
+                while self._retained and self._retained[0][0] < asked_at - REPLAY_SECONDS:
+                    self._retained.popleft()
+            self._marker = value
+        if not self._replay_due:
+            return
+        try:
+            for _, payload in list(self._retained):
+                self._writer.send(payload, ask_marker=False)
+        except Exception as exc:
+            logger.warning("Could not replay event entries yet (%s); trying again", exc)
+            return
+        self._replay_due = False
+
+    def _idle(self) -> None:
+        """Nothing to send, but entries kept: read the marker now and then, so a loss
+        that follows the last flush is still noticed (a background thread, never a
+        publisher's)."""
+        if not self._retained or time.monotonic() - self._last_asked < IDLE_MARKER_CHECK:
+            return
+        with self._flush_lock:
+            self._last_asked = time.monotonic()
+            try:
+                self._writer.ask_marker()
+            except (redis.RedisError, OSError) as exc:
+                logger.debug("Could not read the broker's marker (%s)", exc)
+                return
+            self._after_readings()
 
     def close(self) -> None:
         super().close()
         with self._flush_lock:
             self._writer.close()
         self._client.close()
+
+
+def _broker_marker_key(url: str) -> str | None:
+    """The broker marker's key when this stream lives on the broker's Redis (else a loss
+    of the broker's data leaves the stream alone)."""
+    try:
+        conf = current_app.conf
+        if str(conf.broker_url or "") != url:
+            return None
+        prefix = (conf.broker_transport_options or {}).get("global_keyprefix") or ""
+    except Exception:
+        return None
+    return str(prefix) + BROKER_MARKER_KEY
 
 
 def encode(jobs: list[JobEvent], results: list[ResultEvent]) -> str:

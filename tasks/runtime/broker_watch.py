@@ -1,10 +1,11 @@
 """Noticing that the broker lost its data, and marking what it lost to be published again.
 
-A thread of the process beside every worker (tasks.runtime.recorder_and_relay) reads
-the broker's marker (tasks.broker.loss) every CHECK_INTERVAL seconds: one GET, nothing on
-a job's path. A marker this process had seen and that is now missing is the evidence:
-the broker restarted without persistence, failed over to an empty replica, or was
-flushed. A new run_id alone is not (a restart with AOF changes it and loses nothing).
+A thread of the process beside every worker (tasks.runtime.recorder_and_relay) reads the
+broker's marker (tasks.broker.loss) every TASKS_BROKER_WATCH_INTERVAL seconds (a layer
+setting, tasks.conf): one GET, nothing on a job's path. A marker this process had seen
+and that is now missing is the evidence: the broker restarted without persistence,
+failed over to an empty replica, or was flushed. A new run_id alone is not (a restart
+with AOF changes it and loses nothing).
 
 Then exactly one process recovers: the one whose SET NX writes the new marker. It writes
 the BrokerLoss row first, marks the lost jobs (JobQuerySet.republish_after_broker_loss:
@@ -15,22 +16,26 @@ for this loss, so completing twice marks nothing twice. A Redis lock (the lease)
 two completions from running at once.
 
 What is lost: jobs recorded as published and not started (SENT, RECEIVED, RETRY with its
-ETA) before the loss was found, and jobs recorded as running (STARTED) on a worker that
-is lost by its heartbeats (their unacknowledged entry vanished with the data, so no
-visibility timeout will give them back); minus every task id the broker still holds
-(queues and the unacknowledged hash of the new dataset, read once), minus jobs whose
-message waits in the layer's own outbox, minus what the live workers say they are
-running (remote control: a job that started just before the loss may not show STARTED
-on its row yet). A running job on a live worker keeps running.
+ETA) before the loss was found, jobs the relay published whose SENT event died with the
+broker's event stream (PENDING, their options stored, no longer due), and jobs recorded
+as running (STARTED) on a worker that is lost by its heartbeats (their unacknowledged
+entry vanished with the data, so no visibility timeout will give them back); minus every
+task id the broker still holds (queues and the unacknowledged hash of the new dataset,
+read once), minus jobs whose message waits in the layer's own outbox, minus what the
+live workers say they are running (remote control: a job that started just before the
+loss may not show STARTED on its row yet). A running job on a live worker keeps running.
 The relay (tasks.publish.relay) publishes the marked rows from the row, same task id.
 
-A STARTED job whose worker is not yet known to be lost when the loss is found is looked
-at again while the loss is recent (LOST_WORKER_WINDOW): once its worker's heartbeats
-have stopped long enough, it is marked too.
+Rows recorded after the first scan (the sinks replay the events they flushed in the last
+seconds into the new stream, tasks.record.sinks: the SENT of a plain `.delay()` whose
+row was not written yet) are marked by the follow-up's re-scan while the loss is younger
+than RESCAN_WINDOW. A STARTED job whose worker is not yet known to be lost when the loss
+is found is looked at again while the loss is recent (LOST_WORKER_WINDOW): once its
+worker's heartbeats have stopped long enough, it is marked too.
 
 Losses the watcher cannot see: one that happens while no worker runs and before any
-watcher has read the marker (a process that finds no marker at its first look writes
-one and recovers nothing: nobody knows there was a marker).
+watcher has read the marker (a process that finds no marker at its first look writes one
+and recovers nothing: nobody knows there was a marker).
 """
 
 from __future__ import annotations
@@ -50,15 +55,16 @@ from django.utils import timezone
 
 from tasks.broker import broker_url, kind, redis_lists
 from tasks.broker import loss as broker_loss
+from tasks.conf import layer_settings
 from tasks.models import BrokerLoss, Job, JobStatus, OutboxMessage, WorkerBeat
 from tasks.runtime import heartbeat
 
 logger = logging.getLogger(__name__)
 
-#: Seconds between two looks at the marker (0 turns the watch off).
-CHECK_INTERVAL = float(os.environ.get("TASKS_BROKER_WATCH_INTERVAL", "2"))
-#: Seconds between two looks for unfinished or recent losses (a database query).
-FOLLOW_UP_INTERVAL = float(os.environ.get("TASKS_BROKER_WATCH_FOLLOW_UP", "15"))
+#: How long after a loss its candidates are looked for again at each follow-up: rows
+#: recorded after the first scan (SENT events the sinks replayed into the new stream,
+#: tasks.record.sinks) are marked then.
+RESCAN_WINDOW = timedelta(minutes=2)
 #: An unfinished BrokerLoss row older than this is completed by another process.
 STALLED_AFTER = timedelta(seconds=60)
 #: How long after a loss STARTED jobs of workers found lost later are still recovered.
@@ -72,17 +78,22 @@ INSPECT_PATIENCE = 5.0
 MARK_CHUNK = 500
 _LOCK_KEY = "tasks:broker-recovery:{}"
 _NOT_STARTED = (JobStatus.SENT, JobStatus.RECEIVED, JobStatus.RETRY)
-_FINISHED_OR_UNPUBLISHED = (
-    JobStatus.PENDING,
-    JobStatus.SUCCESS,
-    JobStatus.FAILURE,
-    JobStatus.REVOKED,
-)
+_FINISHED = (JobStatus.SUCCESS, JobStatus.FAILURE, JobStatus.REVOKED)
 _REDIS_ERRORS = (redis.RedisError, OSError)
 
 
+def check_interval() -> float:
+    """Seconds between two looks at the marker (TASKS_BROKER_WATCH_INTERVAL; 0: off)."""
+    return layer_settings().broker_watch_interval
+
+
+def follow_up_interval() -> float:
+    """Seconds between two looks for unfinished or recent losses (a database query)."""
+    return layer_settings().broker_watch_follow_up
+
+
 def enabled() -> bool:
-    return CHECK_INTERVAL > 0 and kind() == "redis"
+    return check_interval() > 0 and kind() == "redis"
 
 
 def because(address: str, restarted_at: datetime | None) -> str:
@@ -122,7 +133,7 @@ class BrokerWatch:
             try:
                 self.check()
                 if time.monotonic() >= self._next_follow_up:
-                    self._next_follow_up = time.monotonic() + FOLLOW_UP_INTERVAL
+                    self._next_follow_up = time.monotonic() + follow_up_interval()
                     follow_up(self.url, self.hostname)
             except _REDIS_ERRORS as exc:
                 logger.debug("Broker watch: broker unreachable (%s)", exc)
@@ -132,7 +143,7 @@ class BrokerWatch:
                 logger.exception("Broker watch failed; looking again")
             finally:
                 close_old_connections()
-            self._stop.wait(CHECK_INTERVAL)
+            self._stop.wait(check_interval())
 
     def check(self) -> BrokerLoss | None:
         """One look at the marker; the loss recovered when this process found it."""
@@ -199,8 +210,10 @@ class BrokerWatch:
         )
         logger.warning("Broker %s lost its data: %s", address, evidence)
         client = redis_lists.client(self.url)
-        client.set(_LOCK_KEY.format(loss.pk), self.hostname, ex=int(STALLED_AFTER.total_seconds()))
+        lock = _LOCK_KEY.format(loss.pk)
+        client.set(lock, self.hostname, ex=int(STALLED_AFTER.total_seconds()))
         complete(loss, self.url)
+        _release(client, lock, self.hostname)
         return loss
 
 
@@ -232,6 +245,13 @@ def candidates(loss: BrokerLoss, now: datetime, running_only: bool = False) -> s
             not_marked.filter(status__in=_NOT_STARTED, sent_at__lt=before).values_list(
                 "task_id", flat=True
             )
+        )
+        # Published by the relay (its options stored, no longer due) whose SENT event
+        # died with the broker's event stream: PENDING on record, lost with the broker.
+        waiting.update(
+            not_marked.filter(
+                status=JobStatus.PENDING, message__isnull=False, created_at__lt=before
+            ).values_list("task_id", flat=True)
         )
     lost = lost_hostnames(now)
     if lost:
@@ -299,28 +319,37 @@ def running_on_live_workers() -> set[str]:
     return running
 
 
-def complete(loss: BrokerLoss, url: str, running_only: bool = False) -> BrokerLoss:
+def complete(
+    loss: BrokerLoss, url: str, running_only: bool = False, late: bool = False
+) -> BrokerLoss:
     """Mark what the broker lost to be published again; idempotent for one loss.
 
     `running_only` (a finished loss looked at again): only the running jobs of workers
-    found lost since, and `still_held` stays as the first count said."""
-    # First what the live workers run: waiting for their answers also lets a worker
-    # killed together with the broker become lost, so its running jobs are candidates.
-    running = set() if running_only else running_on_live_workers()
-    lost = candidates(loss, timezone.now(), running_only) - running
+    found lost since, and `still_held` stays as the first count said. `late` (a recent
+    finished loss looked at again): every candidate recorded since the first scan (rows
+    written from replayed events), the live workers asked only when there is one."""
+    if late:
+        lost = candidates(loss, timezone.now())
+        if lost:
+            lost -= running_on_live_workers()
+    else:
+        # First what the live workers run: waiting for their answers also lets a worker
+        # killed together with the broker become lost, so its running jobs are candidates.
+        running = set() if running_only else running_on_live_workers()
+        lost = candidates(loss, timezone.now(), running_only) - running
     held = broker_loss.held_task_ids(url) if lost else set()
     still_held = lost & held
     to_mark = sorted(lost - held)
     text = because(loss.broker, loss.restarted_at)
     marked = 0
-    if not running_only:
+    if not (running_only or late):
         loss.still_held = len(still_held)
     for start in range(0, len(to_mark), MARK_CHUNK):
         chunk = to_mark[start : start + MARK_CHUNK]
         done = (
             Job.objects.filter(task_id__in=chunk, publish_due_at__isnull=True)
             .exclude(recovered_at__gte=loss.detected_at)
-            .exclude(status__in=_FINISHED_OR_UNPUBLISHED)
+            .exclude(status__in=_FINISHED)
             .republish_after_broker_loss(timezone.now(), text)
         )
         marked += done
@@ -341,8 +370,10 @@ def complete(loss: BrokerLoss, url: str, running_only: bool = False) -> BrokerLo
 
 
 def follow_up(url: str, hostname: str) -> None:
-    """Complete a loss whose recovering process died; recover the running jobs of workers
-    found lost since a recent loss. One small query when nothing is recent."""
+    """Complete a loss whose recovering process died; for a loss younger than
+    RESCAN_WINDOW, mark what was recorded since the first scan (events the sinks replayed
+    into the new stream); while a loss is recent (LOST_WORKER_WINDOW), recover the
+    running jobs of workers found lost since. One small query when nothing is recent."""
     now = timezone.now()
     recent = list(
         BrokerLoss.objects.filter(detected_at__gte=now - LOST_WORKER_WINDOW).order_by("detected_at")
@@ -353,11 +384,30 @@ def follow_up(url: str, hostname: str) -> None:
     for loss in recent:
         if loss.finished_at is None and now - loss.detected_at < STALLED_AFTER:
             continue  # its process is still at it
+        lock = _LOCK_KEY.format(loss.pk)
         lease = int(STALLED_AFTER.total_seconds())
-        if not client.set(_LOCK_KEY.format(loss.pk), hostname, nx=True, ex=lease):
+        if not client.set(lock, hostname, nx=True, ex=lease):
             continue
-        if loss.finished_at is None:
-            logger.warning("Completing the recovery of broker loss %s (its process stopped)", loss)
-            complete(loss, url)
-        else:
-            complete(loss, url, running_only=True)
+        try:
+            if loss.finished_at is None:
+                logger.warning(
+                    "Completing the recovery of broker loss %s (its process stopped)", loss
+                )
+                complete(loss, url)
+            else:
+                rescan = now - loss.detected_at < RESCAN_WINDOW
+                complete(loss, url, running_only=not rescan, late=rescan)
+        finally:
+            _release(client, lock, hostname)
+
+
+def _release(client: redis.Redis, lock: str, hostname: str) -> None:
+    """Give the lease back if still ours (the next follow-up, anywhere, may look again)."""
+    try:
+        held = client.get(lock)
+        if isinstance(held, bytes):
+            held = held.decode(errors="replace")
+        if held == hostname:
+            client.delete(lock)
+    except _REDIS_ERRORS:
+        pass  # it expires

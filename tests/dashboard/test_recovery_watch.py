@@ -7,15 +7,17 @@ not in the checkout."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from datetime import timedelta
 from html import unescape
+from pathlib import Path
 
 import pytest
 import redis
 from django.test import Client
 from django.utils import timezone
 
-from devstack.redis_server import RedisServer
+from devstack.redis_server import RedisServer, free_port
 from tasks.models import BrokerLoss, Job, JobStatus
 
 broker_watch = pytest.importorskip("tasks.runtime.broker_watch")
@@ -23,8 +25,19 @@ broker_watch = pytest.importorskip("tasks.runtime.broker_watch")
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture
+def empty_broker(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of the test's own, empty like a broker that lost its data. Not the
+    session's broker: flushing that one would be a real loss to the session worker's
+    watch, which would then recover the session's jobs."""
+    server = RedisServer(port=free_port(), data_dir=tmp_path / "redis", persistent=False)
+    server.start()
+    yield server
+    server.stop()
+
+
 def test_the_notice_lists_what_the_recovery_marked(
-    admin_client_logged_in: Client, redis_server: RedisServer
+    admin_client_logged_in: Client, empty_broker: RedisServer
 ) -> None:
     now = timezone.now()
     sent = now - timedelta(minutes=3)
@@ -44,8 +57,8 @@ def test_the_notice_lists_what_the_recovery_marked(
         restarted_at=now - timedelta(seconds=30),
     )
     # The broker came back empty: it holds none of the jobs.
-    redis.Redis.from_url(redis_server.url).flushdb()
-    loss = broker_watch.complete(loss, redis_server.url)
+    assert redis.Redis.from_url(empty_broker.url).dbsize() == 0
+    loss = broker_watch.complete(loss, empty_broker.url)
     marked = set(Job.objects.filter(recovered_at__isnull=False).values_list("task_id", flat=True))
     assert marked == {"lost-0", "lost-1", "lost-2"}
     assert loss.republished == 3

@@ -19,6 +19,8 @@ from devstack.redis_server import RedisServer
 from tasks.broker import loss as broker_loss
 from tasks.models import BrokerLoss, Job, JobStatus, OutboxMessage, WorkerBeat
 from tasks.publish import relay
+from tasks.record import sinks
+from tasks.record.events import JobEvent
 from tasks.runtime import broker_watch
 from tests.support.broker import queued_messages, use_broker
 
@@ -128,7 +130,11 @@ def test_what_is_marked_and_what_is_not(broker: RedisServer, nobody_running: set
         task_id=in_outbox, name="x", due_at=now + timedelta(hours=1), created_at=now
     )
     finished = job(JobStatus.SUCCESS)
-    pending = job(JobStatus.PENDING)
+    pending = job(JobStatus.PENDING)  # no stored options: not the relay's
+    # Published by the relay (options stored, no longer due), its SENT lost with the
+    # stream: lost with the broker. One still due: the relay publishes it anyway.
+    relayed_unrecorded = job(JobStatus.PENDING, message={"queue": "q"})
+    relayed_due = job(JobStatus.PENDING, message={"queue": "q"}, publish_due_at=now)
     published_after = job(JobStatus.SENT, sent=now + timedelta(seconds=5))
     loss = BrokerLoss.objects.create(
         detected_at=now + timedelta(seconds=1),
@@ -140,7 +146,7 @@ def test_what_is_marked_and_what_is_not(broker: RedisServer, nobody_running: set
     broker_watch.complete(loss, broker.url)
 
     marked = set(Job.objects.filter(recoveries__gt=0).values_list("task_id", flat=True))
-    assert marked == {lost_sent, lost_received, lost_retry, lost_running}
+    assert marked == {lost_sent, lost_received, lost_retry, lost_running, relayed_unrecorded}
     assert (
         not {
             held_in_queue,
@@ -150,12 +156,13 @@ def test_what_is_marked_and_what_is_not(broker: RedisServer, nobody_running: set
             in_outbox,
             finished,
             pending,
+            relayed_due,
             published_after,
         }
         & marked
     )
     loss.refresh_from_db()
-    assert (loss.republished, loss.still_held) == (4, 2)
+    assert (loss.republished, loss.still_held) == (5, 2)
     assert loss.finished_at is not None
     row = Job.objects.get(task_id=lost_sent)
     assert row.publish_due_at is not None
@@ -167,7 +174,7 @@ def test_what_is_marked_and_what_is_not(broker: RedisServer, nobody_running: set
     # Completing again (another process after a crash) marks nothing twice.
     broker_watch.complete(loss, broker.url)
     loss.refresh_from_db()
-    assert loss.republished == 4
+    assert loss.republished == 5
     assert set(Job.objects.filter(recoveries=1).values_list("task_id", flat=True)) == marked
     assert not Job.objects.filter(recoveries__gt=1).exists()
 
@@ -192,7 +199,7 @@ def test_a_loss_whose_process_died_is_completed_by_another(
     assert stalled.republished == 1
     assert recent.finished_at is None  # younger than STALLED_AFTER: left to its process
     assert Job.objects.get(task_id=lost).recoveries == 1
-    # The lease: a second process at once does nothing.
+    # A second process right after marks nothing twice.
     broker_watch.follow_up(broker.url, "third@h")
     assert Job.objects.get(task_id=lost).recoveries == 1
 
@@ -246,3 +253,125 @@ def test_recovery_entry_retry_counts() -> None:
         entry = relay.recovery_entry({**base, "status": status, "attempts": attempts})
         assert entry.options.get("retries", 0) == retries, status
         assert entry.options["queue"] == "q"
+
+
+def test_rows_recorded_after_the_first_scan_are_marked_by_the_follow_up(
+    broker: RedisServer, nobody_running: set[str]
+) -> None:
+    """The sinks replay the events the broker's stream lost: a plain `.delay()`'s row
+    appears a moment after the first scan, and the follow-up's re-scan marks it."""
+    now = timezone.now()
+    loss = BrokerLoss.objects.create(
+        detected_at=now - timedelta(seconds=20),
+        broker="b",
+        evidence="test",
+        finished_at=now - timedelta(seconds=19),
+    )
+    late = job(JobStatus.SENT, sent=now - timedelta(seconds=21))  # replayed SENT
+    after = job(JobStatus.SENT, sent=now - timedelta(seconds=5))  # published since
+    nobody_running.add(running := job(JobStatus.SENT, sent=now - timedelta(seconds=22)))
+
+    broker_watch.follow_up(broker.url, "w@h")
+    broker_watch.follow_up(broker.url, "v@h")  # the lease is given back; nothing twice
+
+    assert set(Job.objects.filter(recoveries__gt=0).values_list("task_id", flat=True)) == {late}
+    assert Job.objects.get(task_id=late).recoveries == 1
+    loss.refresh_from_db()
+    assert loss.republished == 1
+    assert not Job.objects.filter(task_id__in=[after, running], recoveries__gt=0).exists()
+
+    # Past RESCAN_WINDOW only lost workers' running jobs are looked for.
+    old = BrokerLoss.objects.create(
+        detected_at=now - broker_watch.RESCAN_WINDOW - timedelta(seconds=5),
+        broker="b",
+        evidence="older",
+        finished_at=now - broker_watch.RESCAN_WINDOW,
+    )
+    loss.delete()
+    too_late = job(JobStatus.SENT, sent=old.detected_at - timedelta(seconds=1))
+    broker_watch.follow_up(broker.url, "w@h")
+    assert Job.objects.get(task_id=too_late).recoveries == 0
+
+
+def sent_event(task_id: str) -> JobEvent:
+    return JobEvent(
+        task_id=task_id,
+        status=JobStatus.SENT,
+        attempt=0,
+        facts={"name": "tests.faults.count_run", "args": [task_id], "queue": "q"},
+    )
+
+
+def settle(sink: sinks.StreamSink) -> None:
+    """Read the replies now (a sink reads them at its next flush) and act on them."""
+    sink._writer.confirm()
+    sink._after_readings()
+    sink._writer.confirm()
+
+
+def stream_ids(client: redis.Redis, stream: str) -> list[str]:
+    return [
+        task["t"] for _, fields in client.xrange(stream) for task in json.loads(fields[b"e"])["j"]
+    ]
+
+
+def test_a_sink_replays_what_it_flushed_when_the_broker_lost_its_stream(
+    broker: RedisServer,
+) -> None:
+    assert sinks.BROKER_MARKER_KEY == broker_loss.MARKER_KEY
+    client = redis.Redis.from_url(broker.url)
+    stream = f"replay-{uuid.uuid4().hex[:6]}"
+    client.set(broker_loss.MARKER_KEY, "m1 ")
+    sink = sinks.StreamSink(broker.url, autoflush=False, stream=stream)
+    assert sink._writer.marker_key == broker_loss.MARKER_KEY
+    try:
+        for task_id in "ab":
+            sink.emit_job(sent_event(task_id))
+            sink.flush()  # XADD and GET in one write
+            settle(sink)
+        assert stream_ids(client, stream) == ["a", "b"]
+
+        client.flushall()  # the broker lost its data, the stream with it
+        sink.emit_job(sent_event("c"))
+        sink.flush()
+        settle(sink)  # the marker is missing: what it kept is added again
+        assert sorted(stream_ids(client, stream)) == ["a", "b", "c", "c"]
+
+        # A new marker is not a loss (nothing seen was lost): nothing replayed.
+        client.set(broker_loss.MARKER_KEY, "m2 ")
+        for task_id in "de":
+            sink.emit_job(sent_event(task_id))
+            sink.flush()
+            settle(sink)
+        assert sorted(stream_ids(client, stream)) == ["a", "b", "c", "c", "d", "e"]
+    finally:
+        sink.close()
+
+
+def test_a_sink_forgets_what_sat_long_enough_in_an_intact_stream(
+    broker: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sinks, "REPLAY_SECONDS", 0.0)
+    redis.Redis.from_url(broker.url).set(broker_loss.MARKER_KEY, "m1 ")
+    sink = sinks.StreamSink(broker.url, autoflush=False, stream="forget")
+    try:
+        for task_id in "abc":
+            sink.emit_job(sent_event(task_id))
+            sink.flush()
+            settle(sink)
+        # Only the last entry is kept: its GET left with it, its reply is all there is.
+        assert [json.loads(payload)["j"][0]["t"] for _, payload in sink._retained] == ["c"]
+    finally:
+        sink.close()
+
+
+def test_a_sink_on_another_redis_than_the_broker_reads_no_marker(broker: RedisServer) -> None:
+    with RedisServer() as other:
+        sink = sinks.StreamSink(other.url, autoflush=False, stream="s")
+        try:
+            assert sink._writer.marker_key is None
+            sink.emit_job(sent_event("x"))
+            sink.flush()
+            assert not sink._retained
+        finally:
+            sink.close()

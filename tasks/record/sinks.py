@@ -318,6 +318,14 @@ class StreamSink(_BufferedSink):
             return
         self._replay_due = False
 
+    def read_marker(self) -> bytes | None:
+        """Read the broker's marker now (one round trip) and act on it; what it holds."""
+        with self._flush_lock:
+            self._last_asked = time.monotonic()
+            self._writer.ask_marker()
+            self._after_readings()
+            return self._marker
+
     def _idle(self) -> None:
         """Nothing to send, but entries kept: read the marker now and then, so a loss
         that follows the last flush is still noticed (a background thread, never a

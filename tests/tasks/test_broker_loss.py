@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 from celery import Celery
+from django.db import transaction
 from django.utils import timezone
 from kombu import pools
 
@@ -27,6 +28,8 @@ from devstack.redis_server import RedisServer, free_port
 from tasks.broker.loss import MARKER_KEY
 from tasks.models import BrokerLoss, Job, JobStatus
 from tasks.operations import recent_broker_losses
+from tasks.publish import relay
+from tasks.record import sinks
 from tests.conftest import worker_env
 from tests.faults import count_run, report_pid_then_sleep, retry_after_sleep
 from tests.support.broker import queued_messages, use_broker
@@ -76,10 +79,30 @@ def runs(key: str) -> int:
     return counter.count if counter else 0
 
 
+def recorder_pid(worker: WorkerProcess) -> int:
+    """The worker's recorder-and-relay process (its recorder, relay, watch, heartbeat)."""
+    assert worker.process is not None
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != worker.process.pid:
+                continue
+            command = (entry / "cmdline").read_bytes()
+        except (OSError, ProcessLookupError):
+            continue
+        if b"tasks.runtime.recorder_and_relay" in command:
+            return int(entry.name)
+    raise AssertionError("no recorder process beside the worker")
+
+
 def env_for(server: RedisServer, side: RedisServer) -> dict[str, str]:
     return {
         **worker_env(server.url, side_redis_url=side.url),
         "TASKS_HEARTBEAT_INTERVAL": "1",
+        # Rows written from events the sinks replay after the loss are marked by the
+        # follow-up's re-scan: look often.
+        "TASKS_BROKER_WATCH_FOLLOW_UP": "2",
         "CELERY_WORKER_PREFETCH_MULTIPLIER": "8",
     }
 
@@ -114,6 +137,7 @@ def test_jobs_the_broker_lost_run_once_each_after_it_restarts_empty(
         log_path=output_dir / "logs" / "worker-broker-loss-2.log",
     )
     client = redis.Redis.from_url(broker_redis.url)
+    suspended, recorder = False, 0
     with use_broker(celery_app, broker_redis.url):
         try:
             first.start()
@@ -138,7 +162,7 @@ def test_jobs_the_broker_lost_run_once_each_after_it_restarts_empty(
             doomed_key = f"doomed-{uuid.uuid4().hex[:8]}"
             orphaned = report_pid_then_sleep.apply_async((doomed_key, 60), queue=dying).id
             wait_until(lambda: side.exists(f"faults:pid:{doomed_key}"), 20, "doomed running")
-            keys = {name: f"{name}-{uuid.uuid4().hex[:8]}" for name in "abcdefghij"}
+            keys = {name: f"{name}-{uuid.uuid4().hex[:8]}" for name in "abcdefghijklm"}
             # In the worker's prefetch (its one process is busy): RECEIVED.
             prefetched = [count_run.apply_async((keys[n],), queue=consumed).id for n in "abc"]
             # With a countdown: held by the worker until due, RECEIVED with an ETA.
@@ -156,13 +180,47 @@ def test_jobs_the_broker_lost_run_once_each_after_it_restarts_empty(
             assert set(statuses(waiting).values()) == {JobStatus.SENT}
             assert len(queued_messages(client, later)) == 5
             time.sleep(0.5)  # the recorder has written what the stream held
-            killed_at = timezone.now()
             marker = client.get(MARKER_KEY)
+
+            # Jobs whose record dies with the broker: published to it, their SENT event
+            # still unread in its event stream when it dies. The recorder side is
+            # stopped for the last second (SIGSTOP, shorter than the heartbeat window).
+            quiet = sinks.StreamSink(
+                broker_redis.url, autoflush=False, stream=sinks.PUBLISHED_STREAM
+            )
+            quiet._writer.marker_key = None  # keeps nothing to replay (as if it died too)
+            publisher = sinks.StreamSink(
+                broker_redis.url, autoflush=True, stream=sinks.PUBLISHED_STREAM
+            )  # a web process's sink
+            assert publisher.read_marker() == marker
+            recorder = recorder_pid(first)
+            os.kill(recorder, signal.SIGSTOP)
+            suspended = True
+            # (a) A transactional job the relay published, its SENT lost for good:
+            # PENDING on record, its message gone with the broker.
+            sinks.install(quiet)
+            with transaction.atomic():
+                relayed = count_run.apply_async((keys["k"],), queue=later).id
+            assert relay.publish_pending(queues=[later]) == 1
+            quiet.flush()
+            quiet._writer.confirm()
+            # (b) Plain `.delay()`s: no row until the recorder reads their SENT event.
+            sinks.install(publisher)
+            plain = [count_run.apply_async((keys[n],), queue=later).id for n in "lm"]
+            wait_until(
+                lambda: len(publisher._retained) >= 1 and not publisher._buffer.jobs, 5, "flushed"
+            )
+            assert statuses([relayed, *plain]) == {relayed: JobStatus.PENDING}
+            assert Job.objects.get(task_id=relayed).publish_due_at is None
+            lost += [relayed, *plain]
+            killed_at = timezone.now()
 
             assert doomed.process is not None
             os.killpg(doomed.process.pid, signal.SIGKILL)
             doomed.process.wait()
             kill_and_restart(broker_redis, celery_app)
+            os.kill(recorder, signal.SIGCONT)
+            suspended = False
             client = redis.Redis.from_url(broker_redis.url)
 
             wait_until(
@@ -177,6 +235,9 @@ def test_jobs_the_broker_lost_run_once_each_after_it_restarts_empty(
             jobs = wait_for_jobs([running, orphaned, *lost], timeout=40)
             time.sleep(2)  # anything published twice would have run by now
         finally:
+            if suspended:
+                os.kill(recorder, signal.SIGCONT)
+            sinks.install(sinks.DatabaseSink())  # the suite's (closes the stream sinks)
             first.stop()
             doomed.stop()
             second.stop()

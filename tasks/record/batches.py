@@ -16,6 +16,14 @@ makes of it this module decides, per member:
 A redelivered or late event finds the row as it left it and counts nothing. The cost
 is one additive upsert per flush that has members (no read of its own: the read is the
 tallies'), nothing for a flush without.
+
+Two recorders (one beside each worker) may hold events of the same member at once, its
+SENT and its RECEIVED say: both would read "not a member yet" and both add it. On
+PostgreSQL a flush with members therefore takes a transaction-scoped advisory lock
+before that read (`serialise`), so the second reads what the first wrote; flushes
+without members never wait. SQLite serialises writers anyway (IMMEDIATE transactions).
+Rows `.delay()` writes with the caller's COMMIT (tasks.record.service
+.write_in_transaction) are new: their members join there (`joined`), with no read.
 """
 
 from __future__ import annotations
@@ -34,6 +42,9 @@ from tasks.record.events import CHORD_CALLBACK, JobEvent
 
 #: `name` of a batch whose members run different tasks.
 MIXED = "mixed"
+#: The advisory lock that serialises counting members on PostgreSQL (an arbitrary
+#: number; tasks.publish.uniqueness's locks are hashes of their keys).
+COUNTING_LOCK = 0x7461736B62617463  # "taskbatc"
 
 _COUNTED: dict[str, str] = {
     JobStatus.SUCCESS: "succeeded",
@@ -70,6 +81,19 @@ class _Change:
 def is_member(facts: Mapping[str, Any]) -> bool:
     """The event's facts place its job in a batch (the rows to read before the upsert)."""
     return facts.get("group_index") is not None and bool(facts.get("group_id"))
+
+
+def serialise() -> None:
+    """Wait for any other recorder counting members (PostgreSQL; until this transaction
+    ends). Call before reading the members' rows."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [COUNTING_LOCK])
+
+
+def joined(events: Sequence[JobEvent]) -> list[tuple[str, _Change]]:
+    """Batch rows for members whose rows are being inserted now (none existed)."""
+    return changes([event for event in events if is_member(event.facts)], {})
 
 
 def changes(events: Sequence[JobEvent], known: Mapping[str, Known]) -> list[tuple[str, _Change]]:

@@ -31,6 +31,7 @@ from django_celery_results.models import TaskResult
 
 from tasks import lifecycle
 from tasks.models import Job, JobAttempt, JobStatus
+from tasks.record import batches
 from tasks.record.events import CHORD_CALLBACK, JobEvent, ResultEvent
 from tasks.record.tallies import Finishing
 from tasks.record.upsert import Merge, UpsertPlan
@@ -155,6 +156,9 @@ def write_in_transaction(job_events: Iterable[JobEvent]) -> None:
     if jobs:
         now = timezone.now()
         JOB_PLAN.execute(job_row(event, now) for event in jobs)
+        # A group enqueued in a transaction: its members' rows are new, so they join
+        # their batch here (the recorder finds them members already, and adds nothing).
+        batches.add(batches.joined(jobs))
 
 
 def merge_job_events(events: Iterable[JobEvent], per_attempt: bool = False) -> list[JobEvent]:

@@ -94,6 +94,8 @@ class Finishing:
         members = [event.task_id for event in events if batches.is_member(event.facts)]
         if not final and not members:
             return cls([]), list(events)
+        if members:
+            batches.serialise()
         known = {
             row[0]: row
             for row in Job.objects.filter(task_id__in=[e.task_id for e in final] + members)

@@ -4,10 +4,11 @@ of its events."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -15,7 +16,7 @@ from tasks.models import Job, JobStatus
 from tasks.observations import Batch, BatchKind
 from tasks.record import translate
 from tasks.record.events import CHORD_CALLBACK, JobEvent
-from tasks.record.service import write
+from tasks.record.service import write, write_in_transaction
 
 pytestmark = pytest.mark.django_db
 
@@ -161,3 +162,48 @@ def test_batch_created_at_is_its_first_members_time() -> None:
     write([_sent("e1", 1)], [])
     write([first], [])
     assert _batch().created_at == early
+
+
+def test_members_written_with_the_callers_commit_join_there_once() -> None:
+    # A group enqueued inside a transaction: its PENDING rows are written with the COMMIT
+    # (no recorder read), then the relay's SENT and the worker's events find them members.
+    pending = [
+        JobEvent(f"t{i}", JobStatus.PENDING, 0, facts=_sent(f"t{i}", i).facts) for i in range(4)
+    ]
+    with transaction.atomic():
+        write_in_transaction(pending)
+    assert (_batch().total, _batch().done) == (4, 0)
+    write([_sent(f"t{i}", i) for i in range(4)], [])
+    write([_final(f"t{i}", JobStatus.SUCCESS) for i in range(4)], [])
+    batch = _batch()
+    assert (batch.total, batch.succeeded) == (4, 4)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_recorders_writing_one_members_events_at_once_count_it_once() -> None:
+    # One recorder beside each worker: a member's SENT in one flush, its RECEIVED in
+    # another's, written at the same moment. Both read before they write.
+    members, rounds = 30, 3
+
+    def flush(round_: int, status: str, barrier: threading.Barrier) -> None:
+        try:
+            events = [
+                JobEvent(f"c{round_}-{i}", status, 0, facts=_sent(f"c{round_}-{i}", i).facts)
+                for i in range(members)
+            ]
+            barrier.wait()
+            write(events, [])
+        finally:
+            connections.close_all()
+
+    for round_ in range(rounds):
+        barrier = threading.Barrier(2)
+        threads = [
+            threading.Thread(target=flush, args=(round_, status, barrier))
+            for status in (JobStatus.SENT, JobStatus.RECEIVED)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert _batch().total == members * rounds

@@ -26,7 +26,6 @@ every worker restarts, runs after all. Here a cancellation lives in three places
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -34,12 +33,13 @@ from typing import Any, NoReturn
 from celery import bootsteps
 from celery.exceptions import Ignore
 from celery.worker import state
-from django.db import DatabaseError, close_old_connections, connection
+from django.db import DatabaseError, connection
 
 from tasks.conf import layer_settings
 from tasks.models import Job
 from tasks.record import translate
 from tasks.record.sinks import record
+from tasks.runtime.latest_reading import LatestReading
 
 logger = logging.getLogger(__name__)
 
@@ -165,41 +165,6 @@ def discard_revoked_scheduled(consumer: Any) -> int:
     return discarded
 
 
-class _Refresher(threading.Thread):
-    """Reads the cancelled ids from the database off the event loop.
-
-    The worker's main process is Celery's bottleneck and must not wait for the
-    database; the timer callback only picks up the latest answer.
-    """
-
-    def __init__(self, interval: float) -> None:
-        super().__init__(name="tasks-cancellations", daemon=True)
-        self._interval = interval
-        self._stopped = threading.Event()
-        self._lock = threading.Lock()
-        self._latest: list[str] | None = None
-
-    def run(self) -> None:
-        while not self._stopped.wait(self._interval):
-            try:
-                close_old_connections()
-                ids = pending_ids()
-            except Exception:
-                logger.warning("Could not load cancelled jobs; will retry", exc_info=True)
-                continue
-            with self._lock:
-                self._latest = ids
-        connection.close()
-
-    def take(self) -> list[str] | None:
-        with self._lock:
-            ids, self._latest = self._latest, None
-        return ids
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-
 class RevocationSync(bootsteps.StartStopStep):
     """Consumer step: the worker's revoked set follows the database.
 
@@ -212,7 +177,7 @@ class RevocationSync(bootsteps.StartStopStep):
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
-        self._refresher: _Refresher | None = None
+        self._refresher: LatestReading[list[str]] | None = None
         self._tref: Any = None
 
     def start(self, c: Any) -> None:
@@ -225,7 +190,9 @@ class RevocationSync(bootsteps.StartStopStep):
         finally:
             # Pool processes forked later must not share this connection.
             connection.close()
-        self._refresher = _Refresher(refresh_seconds())
+        self._refresher = LatestReading(
+            "tasks-cancellations", refresh_seconds(), pending_ids, "cancelled jobs"
+        )
         self._refresher.start()
         self._tref = c.timer.call_repeatedly(SWEEP_INTERVAL, self._tick, (c,), priority=10)
 

@@ -21,13 +21,13 @@ processes fork.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from celery import bootsteps
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from tasks.models import QueuePause
+from tasks.runtime.latest_reading import LatestReading
 
 logger = logging.getLogger(__name__)
 
@@ -37,35 +37,6 @@ REFRESH_SECONDS = 5.0
 
 def paused_names() -> set[str]:
     return set(QueuePause.objects.values_list("queue", flat=True))
-
-
-class _Refresher(threading.Thread):
-    def __init__(self, interval: float) -> None:
-        super().__init__(name="tasks-paused-queues", daemon=True)
-        self._interval = interval
-        self._stopped = threading.Event()
-        self._lock = threading.Lock()
-        self._latest: set[str] | None = None
-
-    def run(self) -> None:
-        while not self._stopped.wait(self._interval):
-            try:
-                close_old_connections()
-                names = paused_names()
-            except Exception:
-                logger.warning("Could not read the paused queues; will retry", exc_info=True)
-                continue
-            with self._lock:
-                self._latest = names
-        connection.close()
-
-    def take(self) -> set[str] | None:
-        with self._lock:
-            names, self._latest = self._latest, None
-        return names
-
-    def stop(self) -> None:
-        self._stopped.set()
 
 
 def _holds(consumer: Any, name: str) -> bool:
@@ -82,7 +53,7 @@ class PausedQueues(bootsteps.StartStopStep):
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
-        self._refresher: _Refresher | None = None
+        self._refresher: LatestReading[set[str]] | None = None
         self._tref: Any = None
         #: The queues this worker was started to consume (`-Q`), read once.
         self._own: set[str] | None = None
@@ -102,7 +73,9 @@ class PausedQueues(bootsteps.StartStopStep):
             # Pool processes forked later must not share this connection.
             connection.close()
         self._apply(c, paused)
-        self._refresher = _Refresher(REFRESH_SECONDS)
+        self._refresher = LatestReading(
+            "tasks-paused-queues", REFRESH_SECONDS, paused_names, "the paused queues"
+        )
         self._refresher.start()
         self._tref = c.timer.call_repeatedly(REFRESH_SECONDS, self._tick, (c,), priority=10)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -27,15 +26,10 @@ from types import TracebackType
 from typing import Any
 
 from bench import dashboards, processes
+from devstack.redis_server import free_port
 
 GUNICORN_WORKERS = 3  # the Dockerfile's and docker-compose's
 READY_TIMEOUT_S = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def answers(port: int) -> bool:

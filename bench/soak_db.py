@@ -119,8 +119,13 @@ def not_final(
     rows: dict[str, tuple[str, bool, int]], runs: dict[str, int], enqueued: list[list[str]]
 ) -> list[dict[str, Any]]:
     """The jobs not final at the end (the first 100), with the result Celery stored for
-    each, if any: a SUCCESS there beside a SENT row is a record that never caught up."""
+    each, if any (a SUCCESS there beside a SENT row is a record that never caught up),
+    and the broker's key that holds its message, if one does (`ae.undeliver`: published
+    to an exchange with no queue bound)."""
     from django_celery_results.models import TaskResult
+
+    from tasks.broker import broker_url
+    from tasks.broker.loss import holdings
 
     stuck = [
         (task_id, flag) for task_id, flag in enqueued if rows.get(task_id, ("",))[0] not in FINAL
@@ -130,10 +135,18 @@ def not_final(
             "task_id", "status"
         )
     )
+    wanted = {task_id for task_id, _ in stuck}
+    held_in: dict[str, str] = {}
+    if wanted:
+        try:
+            held_in = {t: key for t, key in holdings(broker_url()) if t in wanted}
+        except (redis.RedisError, OSError) as exc:
+            held_in = dict.fromkeys(wanted, f"broker unreadable: {exc}")
     return [
         {
             "task_id": task_id,
             "status": rows.get(task_id, ("",))[0] or "no row",
+            "held_in": held_in.get(task_id, ""),
             "runs": runs.get(task_id, 0),
             "in_transaction": flag == "1",
             "stored_result": results.get(task_id, ""),

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,10 +45,19 @@ def find_redis_server() -> str:
     return str(binary)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(avoid: Collection[int] = ()) -> int:
+    """A local port no one listens on now, none of `avoid`.
+
+    The kernel may hand the same port to two calls in a row once the first socket is
+    closed, so a caller that needs several ports before any of them is taken passes
+    the ones it already chose (web and Flower got one port between them once).
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in avoid:
+            return port
 
 
 @dataclass

@@ -50,7 +50,8 @@ def main() -> int:
 
     redis: RedisServer | None = None
     if not env.get("REDIS_URL") and not env.get("CELERY_BROKER_URL"):
-        port = int(env.get("EMBEDDED_REDIS_PORT") or free_port())
+        taken = {int(env["WEB_PORT"]), int(env["FLOWER_PORT"])}
+        port = int(env.get("EMBEDDED_REDIS_PORT") or free_port(avoid=taken))
         data_dir = Path(env.get("EMBEDDED_REDIS_DIR") or VAR / "redis")
         redis = RedisServer(port=port, data_dir=data_dir, persistent=True).start()
         env["REDIS_URL"] = redis.url

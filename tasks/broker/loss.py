@@ -125,20 +125,25 @@ def held_task_ids(url: str) -> set[str]:
     Every list is read, whatever its queue: a loss is rare, and a queue whose name the
     reading process does not know still holds its messages.
     """
+    return {task_id for task_id, _ in holdings(url)}
+
+
+def holdings(url: str) -> Iterator[tuple[str, str]]:
+    """(task id, the key holding its message) for every message the broker holds: each
+    list (queues, priority sub-lists, kombu's `ae.undeliver`) and the unacknowledged hash."""
     client = redis_lists.client(url)
     unacked = _prefix() + "unacked"
-    found: set[str] = set()
     for name in _keys(client):
         kind = client.type(name)
         kind = kind.decode() if isinstance(kind, bytes) else kind
         if kind == "list":
-            found.update(_list_ids(client, name))
+            for task_id in _list_ids(client, name):
+                yield task_id, _text(name)
         elif kind == "hash" and _text(name) == unacked:
             for _, raw in client.hscan_iter(name, count=CHUNK):
                 task_id = _unacked_id(raw)
                 if task_id:
-                    found.add(task_id)
-    return found
+                    yield task_id, unacked
 
 
 def _keys(client: redis.Redis) -> Iterator[bytes | str]:

@@ -97,7 +97,8 @@ def processes_with_marker(marker: str) -> list[int]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, output_dir: Path) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("make-run")
-    web_port, flower_port = free_port(), free_port()
+    web_port = free_port()
+    flower_port = free_port(avoid={web_port})
     marker = uuid.uuid4().hex
     log_path = output_dir / "logs" / "make-run.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -228,7 +228,8 @@ class Batch(models.Model):
 
 class BrokerLoss(models.Model):
     """A time the broker was found to have lost its data (a restart without persistence,
-    a failover to an empty replica, a flush), and what the layer published again."""
+    a failover to an empty replica, a flush) or some of it (a restart that kept the data
+    but not its last writes), and what the layer published again."""
 
     detected_at = models.DateTimeField()
     detected_by = models.CharField(max_length=255, blank=True, default="")
@@ -243,6 +244,11 @@ class BrokerLoss(models.Model):
     republished = models.PositiveIntegerField(default=0)
     finished_at = models.DateTimeField(
         null=True, blank=True, help_text="Set when every lost job was marked to publish again."
+    )
+    data_kept = models.BooleanField(
+        default=False,
+        help_text="The broker restarted with its data but without its last writes (the "
+        "marker was kept); otherwise the data was gone.",
     )
 
     class Meta:

@@ -456,7 +456,7 @@ class LayerCollector:
             CounterMetricFamily(
                 f"{PREFIX}_broker_losses",
                 "Times the broker was found to have lost its data (restart without "
-                "persistence, failover to an empty replica, flush).",
+                "persistence, failover to an empty replica, flush) or its last writes.",
                 value=found["losses"] or 0,
             ),
             CounterMetricFamily(

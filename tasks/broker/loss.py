@@ -64,10 +64,15 @@ def _prefix() -> str:
     return str((current_app.conf.broker_transport_options or {}).get("global_keyprefix") or "")
 
 
-def read_marker(url: str) -> Marker | None:
-    """The broker's marker, None when it has none. Raises redis errors when down."""
-    raw = redis_lists.client(url).get(_prefix() + MARKER_KEY)
-    return None if raw is None else Marker.decode(raw)
+def read_marker_and_run_id(url: str) -> tuple[Marker | None, str]:
+    """The broker's marker (None when it has none) and its run_id (new at every start),
+    in one round trip. Raises redis errors when down."""
+    pipe = redis_lists.client(url).pipeline(transaction=False)
+    pipe.get(_prefix() + MARKER_KEY)
+    pipe.info("server")
+    raw, info = pipe.execute()
+    marker = None if raw is None else Marker.decode(raw)
+    return marker, str(info.get("run_id") or "")
 
 
 def claim_marker(url: str, marker: Marker) -> bool:
@@ -138,20 +143,23 @@ def holdings(url: str) -> Iterator[tuple[str, str]]:
         kind = kind.decode() if isinstance(kind, bytes) else kind
         if kind == "list":
             for task_id in _list_ids(client, name):
-                yield task_id, _text(name)
-        elif kind == "hash" and _text(name) == unacked:
+                yield task_id, text(name)
+        elif kind == "hash" and text(name) == unacked:
             for _, raw in client.hscan_iter(name, count=CHUNK):
-                task_id = _unacked_id(raw)
-                if task_id:
-                    yield task_id, unacked
+                found = _unacked_id(raw)
+                if found:
+                    yield found, unacked
 
 
 def _keys(client: redis.Redis) -> Iterator[bytes | str]:
     yield from client.scan_iter(count=CHUNK)
 
 
-def _text(name: bytes | str) -> str:
-    return name.decode(errors="replace") if isinstance(name, bytes) else name
+def text(value: bytes | str | None) -> str:
+    """A Redis reply as text ("" for none)."""
+    if value is None:
+        return ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def _list_ids(client: redis.Redis, name: bytes | str) -> Iterator[str]:

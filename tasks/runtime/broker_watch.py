@@ -1,37 +1,29 @@
-"""Noticing that the broker lost its data, and marking what it lost to be published again.
+"""Noticing that the broker lost its data, or restarted; what was lost is marked for
+the relay to publish again (tasks.runtime.broker_recovery).
 
 A thread of the process beside every worker (tasks.runtime.recorder_and_relay) reads the
-broker's marker (tasks.broker.loss) every TASKS_BROKER_WATCH_INTERVAL seconds (a layer
-setting, tasks.conf): one GET, nothing on a job's path. A marker this process had seen
-and that is now missing is the evidence: the broker restarted without persistence,
-failed over to an empty replica, or was flushed. A new run_id alone is not (a restart
-with AOF changes it and loses nothing).
+broker's marker (tasks.broker.loss) and its run_id every TASKS_BROKER_WATCH_INTERVAL
+seconds (a layer setting, tasks.conf): one pipelined GET and INFO, nothing on a job's
+path. A marker this process had seen and that is now missing is the evidence: the
+broker restarted without persistence, failed over to an empty replica, or was flushed.
+A new run_id with the marker still there is a restart that kept the data, maybe not
+its last writes: what it no longer holds is looked for (twice, some seconds apart).
 
-Then exactly one process recovers: the one whose SET NX writes the new marker. It writes
-the BrokerLoss row first, marks the lost jobs (JobQuerySet.republish_after_broker_loss:
-due for the relay now, recovered_at, recoveries + 1, recovered_because), and sets the
-row's finished_at last. Should it die mid-way, any watcher finds the unfinished row once
-it is older than STALLED_AFTER and completes it: the marking skips rows already marked
-for this loss, so completing twice marks nothing twice. A Redis lock (the lease) keeps
-two completions from running at once.
+Then exactly one process recovers: the one whose SET NX writes the new marker (or, for
+a restart that kept the data, a key named after the new run_id). It writes the
+BrokerLoss row first, marks the lost jobs (due for the relay now, recovered_at,
+recoveries + 1, recovered_because), and sets the row's finished_at last. Should it die
+mid-way, any watcher finds the unfinished row once it is older than STALLED_AFTER and
+completes it: the marking skips rows already marked for this loss, so completing twice
+marks nothing twice. A Redis lock (the lease) keeps two completions from running at once.
 
-What is lost: jobs recorded as published and not started (SENT, RECEIVED, RETRY with its
-ETA) before the loss was found, jobs the relay published whose SENT event died with the
-broker's event stream (PENDING, their options stored, no longer due), and jobs recorded
-as running (STARTED) on a worker that is lost by its heartbeats (their unacknowledged
-entry vanished with the data, so no visibility timeout will give them back); minus every
-task id the broker still holds (queues and the unacknowledged hash of the new dataset,
-read once), minus jobs whose message waits in the layer's own outbox, minus what the
-live workers say they are running (remote control: a job that started just before the
-loss may not show STARTED on its row yet). A running job on a live worker keeps running.
-The relay (tasks.publish.relay) publishes the marked rows from the row, same task id.
-
-Rows recorded after the first scan (the sinks replay the events they flushed in the last
-seconds into the new stream, tasks.record.sinks: the SENT of a plain `.delay()` whose
-row was not written yet) are marked by the follow-up's re-scan while the loss is younger
-than RESCAN_WINDOW. A STARTED job whose worker is not yet known to be lost when the loss
-is found is looked at again while the loss is recent (LOST_WORKER_WINDOW): once its
-worker's heartbeats have stopped long enough, it is marked too.
+Rows recorded after the first scan of a lost dataset (the sinks replay the events they
+flushed in the last seconds into the new stream, tasks.record.sinks: the SENT of a plain
+`.delay()` whose row was not written yet) are marked by the follow-up's re-scan while
+the loss is younger than RESCAN_WINDOW. A STARTED job whose worker is not yet known to
+be lost when the loss is found is looked at again while the loss is recent
+(LOST_WORKER_WINDOW): once its worker's heartbeats have stopped long enough, it is
+marked too.
 
 Losses the watcher cannot see: one that happens while no worker runs and before any
 watcher has read the marker (a process that finds no marker at its first look writes one
@@ -45,19 +37,19 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import redis
-from celery import current_app
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from tasks.broker import broker_url, kind, redis_lists
 from tasks.broker import loss as broker_loss
 from tasks.conf import layer_settings
-from tasks.models import BrokerLoss, Job, JobStatus, OutboxMessage, WorkerBeat
-from tasks.runtime import heartbeat
+from tasks.models import BrokerLoss
+from tasks.runtime import broker_recovery
 
 logger = logging.getLogger(__name__)
 
@@ -69,16 +61,11 @@ RESCAN_WINDOW = timedelta(minutes=2)
 STALLED_AFTER = timedelta(seconds=60)
 #: How long after a loss STARTED jobs of workers found lost later are still recovered.
 LOST_WORKER_WINDOW = timedelta(minutes=30)
-#: Seconds a remote-control inspect waits for replies; the live workers are asked until
-#: each online worker said what it runs, for at most the heartbeat window (after which a
-#: worker that died with the broker is lost) plus INSPECT_PATIENCE seconds.
-INSPECT_TIMEOUT = 1.0
-INSPECT_PATIENCE = 5.0
-#: Rows marked per statement.
-MARK_CHUNK = 500
 _LOCK_KEY = "tasks:broker-recovery:{}"
-_NOT_STARTED = (JobStatus.SENT, JobStatus.RECEIVED, JobStatus.RETRY)
-_FINISHED = (JobStatus.SUCCESS, JobStatus.FAILURE, JobStatus.REVOKED)
+#: Written (SET NX) by the one process that looks into a restart that kept the data,
+#: kept RESTART_TTL seconds (a run_id is never reused).
+_RESTART_KEY = "tasks:broker-restart:{}"
+RESTART_TTL = 24 * 3600
 _REDIS_ERRORS = (redis.RedisError, OSError)
 
 
@@ -94,13 +81,6 @@ def follow_up_interval() -> float:
 
 def enabled() -> bool:
     return check_interval() > 0 and kind() == "redis"
-
-
-def because(address: str, restarted_at: datetime | None) -> str:
-    if restarted_at is None:
-        return f"broker {address} lost its data"
-    local = timezone.localtime(restarted_at)
-    return f"broker {address} lost its data (restarted {local:%H:%M:%S})"
 
 
 class BrokerWatch:
@@ -146,21 +126,26 @@ class BrokerWatch:
             self._stop.wait(check_interval())
 
     def check(self) -> BrokerLoss | None:
-        """One look at the marker; the loss recovered when this process found it."""
-        found = broker_loss.read_marker(self.url)
+        """One look at the marker and the run_id; the loss recovered when this process
+        found it."""
+        found, run_id = broker_loss.read_marker_and_run_id(self.url)
         now = timezone.now()
         if found is not None:
-            if self.seen is None or found.token != self.seen.token:
+            kept = self.seen is not None and found.token == self.seen.token
+            if not kept:
                 self.seen = found
-                self.run_id = _server(self.url)[0]  # which server holds it (rare)
             self.seen_at = now
+            if kept and self.run_id and run_id != self.run_id:
+                # self.run_id moves on inside, once the restart is looked into: should
+                # the look fail half-way (the database cut), the next one tries again.
+                return self.verify_restart(self.run_id, run_id)
+            self.run_id = run_id
             return None
         marker = broker_loss.Marker.new()
         won = broker_loss.claim_marker(self.url, marker)
         previous, previous_at, previous_run_id = self.seen, self.seen_at, self.run_id
         if won:
-            self.seen, self.seen_at = marker, now
-            self.run_id = _server(self.url)[0]
+            self.seen, self.seen_at, self.run_id = marker, now, run_id
         if previous is None:
             if won:
                 logger.info("Broker watch: no marker on %s yet; wrote one", self._address())
@@ -209,12 +194,62 @@ class BrokerWatch:
             restarted_at=restarted_at,
         )
         logger.warning("Broker %s lost its data: %s", address, evidence)
+        with self._leased(loss):
+            broker_recovery.complete(loss, self.url)
+        return loss
+
+    def verify_restart(self, previous_run_id: str, run_id: str) -> BrokerLoss | None:
+        """The broker restarted and kept its data (the marker is there): one process looks
+        for the jobs it no longer holds (its last writes, not on disk when it stopped)."""
+        client = redis_lists.client(self.url)
+        key = _RESTART_KEY.format(run_id)
+        claimed = client.set(key, self.hostname, nx=True, ex=RESTART_TTL)
+        if not claimed and broker_loss.text(client.get(key)) != self.hostname:
+            self.run_id = run_id
+            return None  # another process looks (this one, if it failed half-way before)
+        _, started = _server(self.url)
+        restarted_at = started or timezone.now()
+        address = self._address()
+        logger.info(
+            "Broker %s restarted with its data (run_id %s, was %s); looking for jobs it no "
+            "longer holds",
+            address,
+            run_id,
+            previous_run_id,
+        )
+        missing = broker_recovery.missing_after_restart(self.url, restarted_at)
+        if not missing:
+            logger.info("Broker %s holds every job published before its restart", address)
+            self.run_id = run_id
+            return None
+        loss = BrokerLoss.objects.create(
+            detected_at=timezone.now(),
+            detected_by=self.hostname[:255],
+            broker=address[:255],
+            evidence=(
+                f"The broker restarted at {restarted_at:%Y-%m-%d %H:%M:%S} UTC with its data"
+                f" (the marker {self.seen.token if self.seen else ''} was kept) but held "
+                f"{len(missing)} job(s) recorded as published before it nowhere, twice "
+                f"{broker_recovery.VERIFY_AFTER:g} s apart: writes its disk had not kept."
+            ),
+            restarted_at=restarted_at,
+            data_kept=True,
+        )
+        self.run_id = run_id  # from here on, an unfinished row is completed by a follow-up
+        with self._leased(loss):
+            broker_recovery.complete_restart(loss, self.url, missing)
+        return loss
+
+    @contextmanager
+    def _leased(self, loss: BrokerLoss) -> Iterator[None]:
+        """Hold the loss's lease while recovering it (the follow-ups keep off)."""
         client = redis_lists.client(self.url)
         lock = _LOCK_KEY.format(loss.pk)
         client.set(lock, self.hostname, ex=int(STALLED_AFTER.total_seconds()))
-        complete(loss, self.url)
-        _release(client, lock, self.hostname)
-        return loss
+        try:
+            yield
+        finally:
+            _release(client, lock, self.hostname)
 
 
 def _server(url: str) -> tuple[str, datetime | None]:
@@ -222,151 +257,6 @@ def _server(url: str) -> tuple[str, datetime | None]:
         return broker_loss.server(url)
     except _REDIS_ERRORS:
         return "", None
-
-
-def lost_hostnames(now: datetime) -> set[str]:
-    """Workers whose heartbeats stopped without a clean shutdown."""
-    return set(
-        WorkerBeat.objects.filter(
-            last_seen_at__lt=now - heartbeat.online_within(), stopped_at__isnull=True
-        ).values_list("hostname", flat=True)
-    )
-
-
-def candidates(loss: BrokerLoss, now: datetime, running_only: bool = False) -> set[str]:
-    """Jobs recorded as published before the loss was found, not finished, not already
-    marked for this loss, none of them waiting in the outbox or for the relay; with
-    `running_only`, only the running jobs of lost workers."""
-    before = loss.detected_at
-    not_marked = Job.objects.filter(publish_due_at__isnull=True).exclude(recovered_at__gte=before)
-    waiting: set[str] = set()
-    if not running_only:
-        waiting.update(
-            not_marked.filter(status__in=_NOT_STARTED, sent_at__lt=before).values_list(
-                "task_id", flat=True
-            )
-        )
-        # Published by the relay (its options stored, no longer due) whose SENT event
-        # died with the broker's event stream: PENDING on record, lost with the broker.
-        waiting.update(
-            not_marked.filter(
-                status=JobStatus.PENDING, message__isnull=False, created_at__lt=before
-            ).values_list("task_id", flat=True)
-        )
-    lost = lost_hostnames(now)
-    if lost:
-        waiting.update(
-            not_marked.filter(
-                status=JobStatus.STARTED, worker__in=sorted(lost), started_at__lt=before
-            ).values_list("task_id", flat=True)
-        )
-    if waiting:
-        waiting -= _in_outbox(waiting)
-    return waiting
-
-
-def _in_outbox(task_ids: Iterable[str]) -> set[str]:
-    ids = sorted(task_ids)
-    found: set[str] = set()
-    for start in range(0, len(ids), MARK_CHUNK):
-        chunk = ids[start : start + MARK_CHUNK]
-        found.update(
-            OutboxMessage.objects.filter(task_id__in=chunk).values_list("task_id", flat=True)
-        )
-    return found
-
-
-def running_on_live_workers() -> set[str]:
-    """The task ids the live workers are running, asked of them (remote control).
-
-    A job that started shortly before the loss may still be SENT or RECEIVED on its row
-    (its STARTED not recorded yet, or lost with the stream's tail), and a worker that
-    lives keeps running it: it must not run a second time. The worker dropped only what
-    it held without running (its prefetch and ETA jobs, Celery's `on_close`). Workers
-    reconnect to the restarted broker within seconds: ask until every worker online by
-    its heartbeat has answered, for up to the heartbeat window plus INSPECT_PATIENCE.
-    """
-    running: set[str] = set()
-    answered: set[str] = set()
-    missing: set[str] = set()
-    # Long enough for a worker that died with the broker to leave the online ones.
-    patience = heartbeat.online_within().total_seconds() + INSPECT_PATIENCE
-    deadline = time.monotonic() + patience
-    while True:
-        # Asked again each round: a worker killed with the broker drops out once its
-        # heartbeat window has passed (it is lost, and its running jobs are recovered).
-        expected = {beat.hostname for beat in heartbeat.online(timezone.now())}
-        if not expected:
-            break  # nobody online: nobody runs anything
-        try:
-            replies = current_app.control.inspect(timeout=INSPECT_TIMEOUT).active() or {}
-        except Exception as exc:  # the broker may be reconnecting still
-            logger.debug("Broker watch: inspect failed (%s)", exc)
-            replies = {}
-            time.sleep(INSPECT_TIMEOUT)
-        for hostname, active in replies.items():
-            answered.add(hostname)
-            running.update(str(job.get("id")) for job in active or () if job.get("id"))
-        missing = expected - answered
-        if not missing or time.monotonic() >= deadline:
-            break
-    if missing:
-        logger.warning(
-            "Broker watch: worker(s) %s did not say what they run; a job they started just "
-            "before the loss may run twice",
-            ", ".join(sorted(missing)),
-        )
-    return running
-
-
-def complete(
-    loss: BrokerLoss, url: str, running_only: bool = False, late: bool = False
-) -> BrokerLoss:
-    """Mark what the broker lost to be published again; idempotent for one loss.
-
-    `running_only` (a finished loss looked at again): only the running jobs of workers
-    found lost since, and `still_held` stays as the first count said. `late` (a recent
-    finished loss looked at again): every candidate recorded since the first scan (rows
-    written from replayed events), the live workers asked only when there is one."""
-    if late:
-        lost = candidates(loss, timezone.now())
-        if lost:
-            lost -= running_on_live_workers()
-    else:
-        # First what the live workers run: waiting for their answers also lets a worker
-        # killed together with the broker become lost, so its running jobs are candidates.
-        running = set() if running_only else running_on_live_workers()
-        lost = candidates(loss, timezone.now(), running_only) - running
-    held = broker_loss.held_task_ids(url) if lost else set()
-    still_held = lost & held
-    to_mark = sorted(lost - held)
-    text = because(loss.broker, loss.restarted_at)
-    marked = 0
-    if not (running_only or late):
-        loss.still_held = len(still_held)
-    for start in range(0, len(to_mark), MARK_CHUNK):
-        chunk = to_mark[start : start + MARK_CHUNK]
-        done = (
-            Job.objects.filter(task_id__in=chunk, publish_due_at__isnull=True)
-            .exclude(recovered_at__gte=loss.detected_at)
-            .exclude(status__in=_FINISHED)
-            .republish_after_broker_loss(timezone.now(), text)
-        )
-        marked += done
-        loss.republished += done  # saved per chunk: a process that dies loses no count
-        loss.save(update_fields=["still_held", "republished"])
-    if loss.finished_at is None:
-        loss.finished_at = timezone.now()
-    loss.save(update_fields=["still_held", "republished", "finished_at"])
-    if marked or still_held:
-        logger.warning(
-            "Broker %s lost its data: %s job(s) marked to publish again, %s still held by "
-            "the broker (not published twice)",
-            loss.broker,
-            marked,
-            len(still_held),
-        )
-    return loss
 
 
 def follow_up(url: str, hostname: str) -> None:
@@ -393,10 +283,15 @@ def follow_up(url: str, hostname: str) -> None:
                 logger.warning(
                     "Completing the recovery of broker loss %s (its process stopped)", loss
                 )
-                complete(loss, url)
-            else:
+                if loss.data_kept:
+                    broker_recovery.complete_restart(loss, url)
+                else:
+                    broker_recovery.complete(loss, url)
+            elif not loss.data_kept:
+                # A restart that kept the data has no replayed events nor lost workers'
+                # vanished entries to look for again.
                 rescan = now - loss.detected_at < RESCAN_WINDOW
-                complete(loss, url, running_only=not rescan, late=rescan)
+                broker_recovery.complete(loss, url, running_only=not rescan, late=rescan)
         finally:
             _release(client, lock, hostname)
 

@@ -1,8 +1,7 @@
 """The overview's notice and link against rows the layer's own recovery wrote: a
-BrokerLoss row and jobs marked by tasks.runtime.broker_watch.complete (the marking the
+BrokerLoss row and jobs marked by tasks.runtime.broker_recovery.complete (the marking the
 watcher beside every worker does after a real loss, with a real, empty Redis), not
-hand-made ones. The link lists exactly the jobs it marked. Skipped while that module is
-not in the checkout."""
+hand-made ones. The link lists exactly the jobs it marked."""
 
 from __future__ import annotations
 
@@ -19,8 +18,7 @@ from django.utils import timezone
 
 from devstack.redis_server import RedisServer, free_port
 from tasks.models import BrokerLoss, Job, JobStatus
-
-broker_watch = pytest.importorskip("tasks.runtime.broker_watch")
+from tasks.runtime import broker_recovery
 
 pytestmark = pytest.mark.django_db
 
@@ -58,7 +56,7 @@ def test_the_notice_lists_what_the_recovery_marked(
     )
     # The broker came back empty: it holds none of the jobs.
     assert redis.Redis.from_url(empty_broker.url).dbsize() == 0
-    loss = broker_watch.complete(loss, empty_broker.url)
+    loss = broker_recovery.complete(loss, empty_broker.url)
     marked = set(Job.objects.filter(recovered_at__isnull=False).values_list("task_id", flat=True))
     assert marked == {"lost-0", "lost-1", "lost-2"}
     assert loss.republished == 3

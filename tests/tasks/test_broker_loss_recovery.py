@@ -21,7 +21,7 @@ from tasks.models import BrokerLoss, Job, JobStatus, OutboxMessage, WorkerBeat
 from tasks.publish import relay
 from tasks.record import sinks
 from tasks.record.events import JobEvent
-from tasks.runtime import broker_watch
+from tasks.runtime import broker_recovery, broker_watch
 from tests.support.broker import queued_messages, use_broker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,7 +37,7 @@ def broker(celery_app: Celery) -> Iterator[RedisServer]:
 def nobody_running(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     """What the live workers say they run (no worker in these tests: asked of a set)."""
     running: set[str] = set()
-    monkeypatch.setattr(broker_watch, "running_on_live_workers", lambda: set(running))
+    monkeypatch.setattr(broker_recovery, "running_on_live_workers", lambda: set(running))
     return running
 
 
@@ -143,7 +143,7 @@ def test_what_is_marked_and_what_is_not(broker: RedisServer, nobody_running: set
         restarted_at=now - timedelta(seconds=3),
     )
 
-    broker_watch.complete(loss, broker.url)
+    broker_recovery.complete(loss, broker.url)
 
     marked = set(Job.objects.filter(recoveries__gt=0).values_list("task_id", flat=True))
     assert marked == {lost_sent, lost_received, lost_retry, lost_running, relayed_unrecorded}
@@ -172,7 +172,7 @@ def test_what_is_marked_and_what_is_not(broker: RedisServer, nobody_running: set
     )
 
     # Completing again (another process after a crash) marks nothing twice.
-    broker_watch.complete(loss, broker.url)
+    broker_recovery.complete(loss, broker.url)
     loss.refresh_from_db()
     assert loss.republished == 5
     assert set(Job.objects.filter(recoveries=1).values_list("task_id", flat=True)) == marked

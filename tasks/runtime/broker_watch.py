@@ -62,10 +62,14 @@ STALLED_AFTER = timedelta(seconds=60)
 #: How long after a loss STARTED jobs of workers found lost later are still recovered.
 LOST_WORKER_WINDOW = timedelta(minutes=30)
 _LOCK_KEY = "tasks:broker-recovery:{}"
-#: Written (SET NX) by the one process that looks into a restart that kept the data,
-#: kept RESTART_TTL seconds (a run_id is never reused).
+#: Held (SET NX) by the one process that looks into a restart that kept the data, for
+#: RESTART_LEASE seconds (longer than a look takes), then set to _DONE for a day (a
+#: run_id is never reused). The others look at it again at each check: once the lease
+#: expired without a _DONE (its holder died), the next of them takes it over.
 _RESTART_KEY = "tasks:broker-restart:{}"
-RESTART_TTL = 24 * 3600
+RESTART_LEASE = 180
+RESTART_DONE_TTL = 24 * 3600
+_DONE = "done"
 _REDIS_ERRORS = (redis.RedisError, OSError)
 
 
@@ -136,8 +140,9 @@ class BrokerWatch:
                 self.seen = found
             self.seen_at = now
             if kept and self.run_id and run_id != self.run_id:
-                # self.run_id moves on inside, once the restart is looked into: should
-                # the look fail half-way (the database cut), the next one tries again.
+                # self.run_id moves on inside, once the restart was looked into (here or
+                # elsewhere): a look that fails half-way (the database cut), or another
+                # process's that dies, is taken up again at a next check.
                 return self.verify_restart(self.run_id, run_id)
             self.run_id = run_id
             return None
@@ -203,10 +208,13 @@ class BrokerWatch:
         for the jobs it no longer holds (its last writes, not on disk when it stopped)."""
         client = redis_lists.client(self.url)
         key = _RESTART_KEY.format(run_id)
-        claimed = client.set(key, self.hostname, nx=True, ex=RESTART_TTL)
-        if not claimed and broker_loss.text(client.get(key)) != self.hostname:
-            self.run_id = run_id
-            return None  # another process looks (this one, if it failed half-way before)
+        if not client.set(key, self.hostname, nx=True, ex=RESTART_LEASE):
+            holder = broker_loss.text(client.get(key))
+            if holder == _DONE:
+                self.run_id = run_id
+                return None
+            if holder != self.hostname:  # this one's own lease: it failed half-way before
+                return None  # another process looks; asked again at the next check
         _, started = _server(self.url)
         restarted_at = started or timezone.now()
         address = self._address()
@@ -220,7 +228,7 @@ class BrokerWatch:
         missing = broker_recovery.missing_after_restart(self.url, restarted_at)
         if not missing:
             logger.info("Broker %s holds every job published before its restart", address)
-            self.run_id = run_id
+            self._restart_done(key, run_id)
             return None
         loss = BrokerLoss.objects.create(
             detected_at=timezone.now(),
@@ -235,10 +243,14 @@ class BrokerWatch:
             restarted_at=restarted_at,
             data_kept=True,
         )
-        self.run_id = run_id  # from here on, an unfinished row is completed by a follow-up
+        self._restart_done(key, run_id)  # an unfinished row is completed by a follow-up
         with self._leased(loss):
             broker_recovery.complete_restart(loss, self.url, missing)
         return loss
+
+    def _restart_done(self, key: str, run_id: str) -> None:
+        redis_lists.client(self.url).set(key, _DONE, ex=RESTART_DONE_TTL)
+        self.run_id = run_id
 
     @contextmanager
     def _leased(self, loss: BrokerLoss) -> Iterator[None]:

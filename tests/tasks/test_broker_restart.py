@@ -203,3 +203,25 @@ def test_a_look_that_failed_half_way_is_tried_again_at_the_next(
     assert loss is not None
     assert recovered() == {missing}
     assert BrokerLoss.objects.count() == 1
+
+
+def test_a_look_whose_process_died_is_taken_over_once_its_lease_expires(
+    aof_broker: RedisServer, pauses: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watch = watching(aof_broker, "b@h")
+    missing = job(JobStatus.SENT)
+    restart(aof_broker)
+    client = redis.Redis.from_url(aof_broker.url)
+    run_id = client.info("server")["run_id"]
+    # Another process took the look and was SIGKILLed in it.
+    client.set(broker_watch._RESTART_KEY.format(run_id), "dead@h", px=500)
+
+    assert look(watch) is None
+    assert not recovered()
+    time.sleep(0.6)
+    loss = look(watch)
+
+    assert loss is not None
+    assert recovered() == {missing}
+    assert look(watch) is None
+    assert BrokerLoss.objects.count() == 1

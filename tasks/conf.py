@@ -265,7 +265,7 @@ class LayerSettings:
     #: workers and web processes must agree on it.
     heartbeat_interval: float = _checked(5.0, _seconds(zero_allowed=False))
     #: Seconds between two looks at the Redis broker's marker by the watch beside each
-    #: worker (tasks.runtime.broker_watch: one GET). 0 turns the watch off.
+    #: worker (tasks.runtime.broker_watch: one GET and INFO). 0 turns the watch off.
     broker_watch_interval: float = _checked(2.0, _seconds(zero_allowed=True))
     #: Seconds between two looks of that watch for unfinished or recent broker losses (a
     #: database query), which completes them and marks jobs recorded since.

@@ -4,15 +4,16 @@ The marker: a key the layer writes into the broker's Redis (`MARKER_KEY`, a rand
 and when it was written). It lives as long as the broker's data does: through a restart
 only if Redis persists (AOF or RDB), never through a FLUSHALL or a failover to an empty
 replica. A marker that a process had seen and that is now missing is evidence that the
-data is gone, where a new `run_id` is not (a restart with AOF changes it too and loses
-nothing); the run_id only tells, once the data is known gone, whether the broker
-restarted (new run_id) or was flushed (same). The check is one GET
-(tasks.runtime.broker_watch, every ~2 s beside each worker); nothing on a job's path.
+data is gone, where a new `run_id` is not (a restart with AOF changes it too, and loses
+at most its last writes: looked into apart, tasks.runtime.broker_recovery); once the
+data is known gone, the run_id tells whether the broker restarted (new run_id) or was
+flushed (same). The check is one pipelined GET and INFO (tasks.runtime.broker_watch,
+every ~2 s beside each worker); nothing on a job's path.
 
 What the broker still holds: every task id in the queue lists (each priority sub-list
 included) and in kombu's unacknowledged hash (`unacked`: the messages workers took and
 have not acknowledged, ETA jobs held in a worker's memory among them). Read only after a
-loss, in chunks (SCAN, LRANGE, HSCAN), so nothing the broker holds is published twice.
+loss or a restart, in chunks (SCAN, LRANGE, HSCAN), so nothing the broker holds is published twice.
 """
 
 from __future__ import annotations

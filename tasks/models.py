@@ -98,7 +98,7 @@ class JobQuerySet(models.QuerySet["Job"]):
 
     def republish_after_broker_loss(self, now: datetime, because: str) -> int:
         """The broker lost their messages: due for the relay now, which publishes them
-        again from the row with the same task id (tasks.runtime.broker_watch)."""
+        again from the row with the same task id (tasks.runtime.broker_recovery)."""
         return self._write(
             publish_due_at=now,
             recovered_at=now,

@@ -67,7 +67,7 @@ def notice_of(losses: Sequence[BrokerLoss]) -> LossNotice | None:
     if not losses:
         return None
     latest = losses[0]
-    # The layer marks a lost job after it found the loss (tasks.runtime.broker_watch sets
+    # The layer marks a lost job after it found the loss (tasks.runtime.broker_recovery sets
     # recovered_at to the time it marks), and only jobs published before it found it:
     # every job re-published since has recovered_at at or after detected_at and was
     # created before it. Both bounds whole seconds, widened to stay inclusive. `before:`

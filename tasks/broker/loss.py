@@ -66,14 +66,19 @@ def _prefix() -> str:
 
 
 def read_marker_and_run_id(url: str) -> tuple[Marker | None, str]:
-    """The broker's marker (None when it has none) and its run_id (new at every start),
-    in one round trip. Raises redis errors when down."""
+    """The broker's marker (None when it has none) and its run_id (new at every start,
+    "" when INFO is refused), in one round trip. Raises redis errors when down."""
     pipe = redis_lists.client(url).pipeline(transaction=False)
     pipe.get(_prefix() + MARKER_KEY)
     pipe.info("server")
-    raw, info = pipe.execute()
+    raw, info = pipe.execute(raise_on_error=False)
+    if isinstance(raw, Exception):
+        raise raw
     marker = None if raw is None else Marker.decode(raw)
-    return marker, str(info.get("run_id") or "")
+    # A server that refuses INFO (an ACL, a proxy) still has its marker read: the run_id
+    # is "" then, and only restarts that keep the data go unnoticed.
+    run_id = "" if isinstance(info, Exception) else str(info.get("run_id") or "")
+    return marker, run_id
 
 
 def claim_marker(url: str, marker: Marker) -> bool:

@@ -33,7 +33,7 @@ then be published twice under the same task id (at least once, as everywhere wit
 `acks_late`; tasks should be idempotent). A row whose job moved on meanwhile (its
 SENT was recorded after a relay died before clearing it, or an operator cancelled it)
 is cleared without being published, unless the broker lost its message
-(`recovered_at` set by tasks.runtime.broker_watch): then it is published again from the
+(`recovered_at` set by tasks.runtime.broker_recovery): then it is published again from the
 row, with the same task id (`recovery_entry`). A broker that does not answer ends the pass: the
 rows not yet published are released and the relay waits longer before the next pass.
 """
@@ -77,7 +77,7 @@ _RECOVERY_COLUMNS = (
     "group_index",
 )
 #: Rows the watcher marked after a broker loss (recovered_at set) in these states are
-#: published again although they are no longer PENDING (tasks.runtime.broker_watch).
+#: published again although they are no longer PENDING (tasks.runtime.broker_recovery).
 RECOVERABLE = frozenset({JobStatus.SENT, JobStatus.RECEIVED, JobStatus.RETRY, JobStatus.STARTED})
 
 

@@ -16,8 +16,9 @@ Found by tasks.runtime.broker_watch; two kinds of evidence:
 - The broker restarted with its data (the marker survived, the run_id changed: AOF,
   RDB, a replica promoted) yet may miss its last writes (`appendfsync everysec` loses
   up to a second or two of them; a replica lags): `missing_after_restart` looks twice
-  for what it no longer holds, and `complete_restart` marks that. A restart that lost
-  nothing leaves no trace but a log line.
+  for recent jobs it no longer holds and whose rows are not behind, and
+  `complete_restart` marks those. A restart that lost nothing leaves no trace but a log
+  line.
 
 The relay (tasks.publish.relay) publishes the marked rows from the row, same task id.
 """
@@ -27,13 +28,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from celery import current_app
 from django.utils import timezone
 
 from tasks.broker import loss as broker_loss
 from tasks.models import BrokerLoss, Job, JobStatus, OutboxMessage, WorkerBeat
+from tasks.record.unrecorded import unrecorded_task_ids
 from tasks.runtime import heartbeat
 
 logger = logging.getLogger(__name__)
@@ -43,10 +45,13 @@ logger = logging.getLogger(__name__)
 #: worker that died with the broker is lost) plus INSPECT_PATIENCE seconds.
 INSPECT_TIMEOUT = 1.0
 INSPECT_PATIENCE = 5.0
-#: Seconds between the two looks for what a restarted broker no longer holds: longer
-#: than the recorder takes to write a job's RECEIVED or SUCCESS, so a job taken from the
-#: restored queue between the looks shows it.
+#: Seconds between the two looks for what a restarted broker no longer holds: a message
+#: in a worker's hands between the queue and the unacknowledged hash (kombu's BRPOP,
+#: then HSET) is in neither for an instant, never for this long.
 VERIFY_AFTER = 10.0
+#: How far back a restart that kept the data is looked into: the writes it can lose are
+#: its last seconds (a replica's lag, an AOF's unsynced tail).
+RESTART_LOOKBACK = timedelta(minutes=5)
 #: Rows marked per statement.
 MARK_CHUNK = 500
 _NOT_STARTED = (JobStatus.SENT, JobStatus.RECEIVED, JobStatus.RETRY)
@@ -77,27 +82,30 @@ def lost_hostnames(now: datetime) -> set[str]:
 
 
 def candidates(
-    before: datetime, now: datetime, running_only: bool = False, lost_workers: bool = True
+    before: datetime,
+    now: datetime,
+    running_only: bool = False,
+    lost_workers: bool = True,
+    since: datetime | None = None,
 ) -> set[str]:
-    """Jobs recorded as published before `before` (when the loss was found), not
-    finished, not already marked for this loss, none of them waiting in the outbox or for
-    the relay; with `running_only`, only the running jobs of lost workers; without
-    `lost_workers`, none of those."""
+    """Jobs recorded as published before `before` (when the loss was found; `since` or
+    later, if given), not finished, not already marked for this loss, none of them
+    waiting in the outbox or for the relay; with `running_only`, only the running jobs of
+    lost workers; without `lost_workers`, none of those."""
     not_marked = Job.objects.filter(publish_due_at__isnull=True).exclude(recovered_at__gte=before)
     waiting: set[str] = set()
     if not running_only:
-        waiting.update(
-            not_marked.filter(status__in=_NOT_STARTED, sent_at__lt=before).values_list(
-                "task_id", flat=True
-            )
-        )
+        sent = not_marked.filter(status__in=_NOT_STARTED, sent_at__lt=before)
         # Published by the relay (its options stored, no longer due) whose SENT event
         # died with the broker's event stream: PENDING on record, lost with the broker.
-        waiting.update(
-            not_marked.filter(
-                status=JobStatus.PENDING, message__isnull=False, created_at__lt=before
-            ).values_list("task_id", flat=True)
+        relayed = not_marked.filter(
+            status=JobStatus.PENDING, message__isnull=False, created_at__lt=before
         )
+        if since is not None:
+            sent = sent.filter(sent_at__gte=since)
+            relayed = relayed.filter(created_at__gte=since)
+        waiting.update(sent.values_list("task_id", flat=True))
+        waiting.update(relayed.values_list("task_id", flat=True))
     lost = lost_hostnames(now) if lost_workers else set()
     if lost:
         waiting.update(
@@ -202,15 +210,21 @@ def complete(
 
 def _mark(loss: BrokerLoss, task_ids: Iterable[str]) -> int:
     """Mark these jobs for the relay (unless finished, or marked for this loss already);
-    the loss's count saved per chunk, so a process that dies loses no count."""
+    the loss's count saved per chunk, so a process that dies loses no count.
+
+    After a restart that kept the data, only jobs still waiting to start: one whose
+    STARTED was recorded since the second look runs on a worker (and RUNNING on lost
+    workers is not what such a restart loses)."""
     to_mark = sorted(task_ids)
     text = because(loss.broker, loss.restarted_at, data_kept=loss.data_kept)
     marked = 0
     for start in range(0, len(to_mark), MARK_CHUNK):
         chunk = to_mark[start : start + MARK_CHUNK]
+        rows = Job.objects.filter(task_id__in=chunk, publish_due_at__isnull=True)
+        if loss.data_kept:
+            rows = rows.filter(status__in=(*_NOT_STARTED, JobStatus.PENDING))
         done = (
-            Job.objects.filter(task_id__in=chunk, publish_due_at__isnull=True)
-            .exclude(recovered_at__gte=loss.detected_at)
+            rows.exclude(recovered_at__gte=loss.detected_at)
             .exclude(status__in=_FINISHED)
             .republish_after_broker_loss(timezone.now(), text)
         )
@@ -226,38 +240,58 @@ def _finish(loss: BrokerLoss) -> None:
     loss.save(update_fields=["still_held", "republished", "finished_at"])
 
 
-def missing_after_restart(url: str, restarted_at: datetime) -> set[str]:
-    """The jobs a broker that restarted with its data no longer holds.
+def missing_after_restart(url: str, found_at: datetime) -> set[str]:
+    """The jobs a broker that restarted with its data (found at `found_at`) no longer
+    holds.
 
-    Jobs recorded as published before the restart and not started, that the broker
-    holds nowhere (queues, priority sub-lists, unacknowledged hash), that no live worker
-    runs and that are not in the outbox, looked for twice VERIFY_AFTER apart: a job a
-    worker took from the restored queue in between shows on its row (RECEIVED, then
-    held in the unacknowledged hash until it finishes: acks_late) or finished, so only a
-    message the broker never got back stays missing both times.
+    Jobs recorded as published in the RESTART_LOOKBACK before and not started, that the
+    broker holds nowhere (queues, priority sub-lists, unacknowledged hash), that no live
+    worker runs, that are not in the outbox and have no event waiting in the event
+    streams (a row behind its job, which may have run), looked for twice VERIFY_AFTER
+    apart. A job a worker takes from the restored queue between the two looks is in the
+    unacknowledged hash until it finishes (acks_late), then its final event is in the
+    stream until recorded, then its row is final: only a message the broker never got
+    back is missing both times.
     """
-    first = _unaccounted(url, restarted_at)
+    first = _unaccounted(url, found_at)
     if not first:
         return set()
     pause(VERIFY_AFTER)
-    return first & _unaccounted(url, restarted_at)
+    return first & _unaccounted(url, found_at)
 
 
 def _unaccounted(url: str, before: datetime) -> set[str]:
     # Not the running jobs of lost workers: their unacknowledged entries were kept with
-    # the data, and the visibility timeout gives them back.
-    missing = candidates(before, timezone.now(), lost_workers=False)
+    # the data, and the visibility timeout gives them back. Not rows older than the
+    # lookback: a restart loses its last writes, and an older row missing from the
+    # broker was missing before it (a record that never caught up), not this restart's
+    # to publish again.
+    missing = candidates(
+        before, timezone.now(), lost_workers=False, since=before - RESTART_LOOKBACK
+    )
     if missing:
         missing -= running_on_live_workers()
     if missing:
         missing -= broker_loss.held_task_ids(url)
+    if missing:
+        missing -= unrecorded_task_ids()
     return missing
 
 
+def look_takes_at_most() -> float:
+    """Seconds a restart's look may take: two rounds of asking the live workers (each
+    until the heartbeat window passes, for a worker that died), the pause between, and
+    a minute for the reads and the marking."""
+    asking = heartbeat.online_within().total_seconds() + INSPECT_PATIENCE + INSPECT_TIMEOUT
+    return 2 * asking + VERIFY_AFTER + 60
+
+
 def complete_restart(loss: BrokerLoss, url: str, missing: set[str] | None = None) -> BrokerLoss:
-    """Mark the jobs a restart that kept the data lost (`missing`, else found again)."""
+    """Mark the jobs a restart that kept the data lost: `missing` as found by the
+    process that found the restart, else (a follow-up completing the row of a process
+    that died) found again."""
     if missing is None:
-        missing = missing_after_restart(url, loss.restarted_at or loss.detected_at)
+        missing = missing_after_restart(url, loss.detected_at)
     marked = _mark(loss, missing)
     _finish(loss)
     logger.warning(

@@ -9,8 +9,9 @@ broker restarted without persistence, failed over to an empty replica, or was fl
 A new run_id with the marker still there is a restart that kept the data, maybe not
 its last writes: what it no longer holds is looked for (twice, some seconds apart).
 
-Then exactly one process recovers: the one whose SET NX writes the new marker (or, for
-a restart that kept the data, a key named after the new run_id). It writes the
+Then one process recovers: the one whose SET NX writes the new marker (or, for a
+restart that kept the data, holds the lease of a key named after the new run_id; a
+lease whose holder died goes to the next watch that asks). It writes the
 BrokerLoss row first, marks the lost jobs (due for the relay now, recovered_at,
 recoveries + 1, recovered_because), and sets the row's finished_at last. Should it die
 mid-way, any watcher finds the unfinished row once it is older than STALLED_AFTER and
@@ -39,6 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import redis
@@ -62,14 +64,14 @@ STALLED_AFTER = timedelta(seconds=60)
 #: How long after a loss STARTED jobs of workers found lost later are still recovered.
 LOST_WORKER_WINDOW = timedelta(minutes=30)
 _LOCK_KEY = "tasks:broker-recovery:{}"
-#: Held (SET NX) by the one process that looks into a restart that kept the data, for
-#: RESTART_LEASE seconds (longer than a look takes), then set to _DONE for a day (a
-#: run_id is never reused). The others look at it again at each check: once the lease
-#: expired without a _DONE (its holder died), the next of them takes it over.
+#: Held (SET NX) by the process that looks into a restart that kept the data, for as
+#: long as a look may take (broker_recovery.look_takes_at_most), then set to _DONE for a
+#: day (a run_id is never reused). The others ask at each check: a lease that expired
+#: without a _DONE (its holder died) goes to the next of them.
 _RESTART_KEY = "tasks:broker-restart:{}"
-RESTART_LEASE = 180
 RESTART_DONE_TTL = 24 * 3600
 _DONE = "done"
+_SECOND = timedelta(seconds=1)
 _REDIS_ERRORS = (redis.RedisError, OSError)
 
 
@@ -87,6 +89,17 @@ def enabled() -> bool:
     return check_interval() > 0 and kind() == "redis"
 
 
+@dataclass
+class _Restart:
+    """A restart that kept the data, as this process found it."""
+
+    run_id: str
+    previous_run_id: str
+    last_seen: datetime  # the previous server, last seen by this process
+    found_at: datetime  # the new one, first seen
+    recorded: bool = False  # its BrokerLoss row written by this process
+
+
 class BrokerWatch:
     """The watch loop, in a daemon thread of the recorder process."""
 
@@ -96,6 +109,7 @@ class BrokerWatch:
         self.seen: broker_loss.Marker | None = None
         self.seen_at: datetime | None = None
         self.run_id = ""
+        self._restart: _Restart | None = None
         self._stop = threading.Event()
         self.thread: threading.Thread | None = None
         self._next_follow_up = 0.0
@@ -138,13 +152,15 @@ class BrokerWatch:
             kept = self.seen is not None and found.token == self.seen.token
             if not kept:
                 self.seen = found
-            self.seen_at = now
-            if kept and self.run_id and run_id != self.run_id:
+            last_seen, self.seen_at = self.seen_at, now
+            if kept and self.run_id and run_id and run_id != self.run_id:
                 # self.run_id moves on inside, once the restart was looked into (here or
                 # elsewhere): a look that fails half-way (the database cut), or another
                 # process's that dies, is taken up again at a next check.
-                return self.verify_restart(self.run_id, run_id)
-            self.run_id = run_id
+                if self._restart is None or self._restart.run_id != run_id:
+                    self._restart = _Restart(run_id, self.run_id, last_seen or now, now)
+                return self.verify_restart(self._restart)
+            self.run_id = run_id or self.run_id  # "": INFO refused (a proxy), no restarts
             return None
         marker = broker_loss.Marker.new()
         won = broker_loss.claim_marker(self.url, marker)
@@ -176,7 +192,7 @@ class BrokerWatch:
         restarted = (
             started is not None
             and new_run_id != run_id
-            and (seen_at is None or started >= seen_at - timedelta(seconds=1))
+            and (seen_at is None or started >= seen_at - _SECOND)
         )
         restarted_at = started if restarted else None
         address = self._address()
@@ -203,53 +219,73 @@ class BrokerWatch:
             broker_recovery.complete(loss, self.url)
         return loss
 
-    def verify_restart(self, previous_run_id: str, run_id: str) -> BrokerLoss | None:
+    def verify_restart(self, restart: _Restart) -> BrokerLoss | None:
         """The broker restarted and kept its data (the marker is there): one process looks
-        for the jobs it no longer holds (its last writes, not on disk when it stopped)."""
+        for the jobs it no longer holds (its last writes, not on disk or not replicated
+        when it stopped)."""
         client = redis_lists.client(self.url)
-        key = _RESTART_KEY.format(run_id)
-        if not client.set(key, self.hostname, nx=True, ex=RESTART_LEASE):
+        key = _RESTART_KEY.format(restart.run_id)
+        lease = int(broker_recovery.look_takes_at_most())
+        if not client.set(key, self.hostname, nx=True, ex=lease):
             holder = broker_loss.text(client.get(key))
             if holder == _DONE:
-                self.run_id = run_id
+                self.run_id = restart.run_id
                 return None
             if holder != self.hostname:  # this one's own lease: it failed half-way before
                 return None  # another process looks; asked again at the next check
-        _, started = _server(self.url)
-        restarted_at = started or timezone.now()
+            if restart.recorded:
+                self._restart_done(key, restart.run_id)  # only the "done" was missing
+                return None
         address = self._address()
         logger.info(
             "Broker %s restarted with its data (run_id %s, was %s); looking for jobs it no "
             "longer holds",
             address,
-            run_id,
-            previous_run_id,
+            restart.run_id,
+            restart.previous_run_id,
         )
-        missing = broker_recovery.missing_after_restart(self.url, restarted_at)
+        missing = broker_recovery.missing_after_restart(self.url, restart.found_at)
         if not missing:
             logger.info("Broker %s holds every job published before its restart", address)
-            self._restart_done(key, run_id)
+            self._restart_done(key, restart.run_id)
             return None
+        # When the new server started, if it did since the old one was last seen (a
+        # replica promoted by a failover had started long before).
+        _, started = _server(self.url)
+        restarted_at = (
+            started if started is not None and started >= restart.last_seen - _SECOND else None
+        )
+        what = (
+            f"restarted at {restarted_at:%Y-%m-%d %H:%M:%S} UTC"
+            if restarted_at
+            else f"was replaced between {restart.last_seen:%H:%M:%S} and "
+            f"{restart.found_at:%H:%M:%S} UTC (another server, e.g. a replica promoted)"
+        )
         loss = BrokerLoss.objects.create(
-            detected_at=timezone.now(),
+            detected_at=restart.found_at,
             detected_by=self.hostname[:255],
             broker=address[:255],
             evidence=(
-                f"The broker restarted at {restarted_at:%Y-%m-%d %H:%M:%S} UTC with its data"
-                f" (the marker {self.seen.token if self.seen else ''} was kept) but held "
-                f"{len(missing)} job(s) recorded as published before it nowhere, twice "
-                f"{broker_recovery.VERIFY_AFTER:g} s apart: writes its disk had not kept."
+                f"The broker {what} with its data (the marker "
+                f"{self.seen.token if self.seen else ''} was kept) but held {len(missing)} "
+                f"job(s) recorded as published before nowhere, twice "
+                f"{broker_recovery.VERIFY_AFTER:g} s apart: writes it had not kept."
             ),
             restarted_at=restarted_at,
             data_kept=True,
         )
-        self._restart_done(key, run_id)  # an unfinished row is completed by a follow-up
+        restart.recorded = True  # from here on, an unfinished row is completed by a follow-up
+        self._restart_done(key, restart.run_id)
         with self._leased(loss):
             broker_recovery.complete_restart(loss, self.url, missing)
         return loss
 
     def _restart_done(self, key: str, run_id: str) -> None:
-        redis_lists.client(self.url).set(key, _DONE, ex=RESTART_DONE_TTL)
+        """Tell the other watches this restart was looked into (unless the lease went to
+        another process meanwhile: its own "done" follows), and look at it no more."""
+        client = redis_lists.client(self.url)
+        if broker_loss.text(client.get(key)) == self.hostname:
+            client.set(key, _DONE, ex=RESTART_DONE_TTL)
         self.run_id = run_id
 
     @contextmanager

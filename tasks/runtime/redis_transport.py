@@ -47,7 +47,7 @@ class QoS(kombu_redis.QoS):
     exits and its running jobs with it (kombu 5.7, Redis restarted under a busy worker).
     Those messages cannot be restored to a broker that is unreachable anyway: they stay
     in its `unacked` hash, restored after the visibility timeout if the broker kept its
-    data, and published again by the layer if it lost it (tasks.runtime.broker_watch).
+    data, and published again by the layer if it lost it (tasks.runtime.broker_recovery).
     """
 
     def restore_unacked(self, client: Any = None) -> None:

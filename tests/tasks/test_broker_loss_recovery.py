@@ -375,3 +375,34 @@ def test_a_sink_on_another_redis_than_the_broker_reads_no_marker(broker: RedisSe
             assert not sink._retained
         finally:
             sink.close()
+
+
+def test_a_broker_that_refuses_info_still_has_its_loss_found(
+    broker: RedisServer, nobody_running: set[str]
+) -> None:
+    """INFO is read with the marker, for restarts that keep the data; a server whose ACL
+    (or proxy) refuses it must not lose the marker's evidence with it."""
+    admin = redis.Redis.from_url(broker.url)
+    admin.acl_setuser(
+        "watcher",
+        enabled=True,
+        passwords=["+not-a-secret"],
+        keys=["*"],
+        channels=["*"],
+        commands=["+@all", "-info"],
+    )
+    url = broker.url.replace("redis://", "redis://watcher:not-a-secret@")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        redis.Redis.from_url(url).info("server")
+    watch = broker_watch.BrokerWatch("w@h", url=url)
+    assert watch.check() is None
+    assert watch.check() is None
+    lost = job(JobStatus.SENT)
+    admin.flushall()
+
+    loss = watch.check()
+
+    assert loss is not None
+    assert "watcher@" in loss.broker
+    assert "not-a-secret" not in loss.broker
+    assert Job.objects.get(task_id=lost).recoveries == 1

@@ -26,6 +26,7 @@ from django.utils import timezone
 from devstack.redis_server import RedisServer, free_port
 from tasks.models import BrokerLoss, Job, JobStatus
 from tasks.record import service as record
+from tasks.record import sinks
 from tasks.record.events import JobEvent
 from tasks.runtime import broker_recovery, broker_watch
 from tests.support.broker import use_broker
@@ -102,6 +103,16 @@ def watching(server: RedisServer, hostname: str) -> broker_watch.BrokerWatch:
     return watch
 
 
+def new_run_id(server: RedisServer) -> str:
+    return str(redis.Redis.from_url(server.url).info("server")["run_id"])
+
+
+def restart_key(server: RedisServer) -> bytes | None:
+    key = broker_watch._RESTART_KEY.format(new_run_id(server))
+    value = redis.Redis.from_url(server.url).get(key)
+    return value if isinstance(value, bytes) else None
+
+
 def recovered() -> set[str]:
     return set(Job.objects.filter(recoveries__gt=0).values_list("task_id", flat=True))
 
@@ -134,6 +145,8 @@ def test_a_restart_without_its_last_writes_republishes_what_it_no_longer_holds(
     # again at its next check.
     assert look(second) is None
     assert look(first) is None
+    assert second.run_id == first.run_id == new_run_id(aof_broker)
+    assert pauses == [broker_recovery.VERIFY_AFTER]
     assert BrokerLoss.objects.count() == 1
     assert not Job.objects.filter(recoveries__gt=1).exists()
 
@@ -146,12 +159,16 @@ def test_a_restart_that_kept_everything_marks_nothing_and_records_no_loss(
     queue_message(aof_broker, held)
     job(JobStatus.SUCCESS)
 
+    before = watch.run_id
     restart(aof_broker)
 
     assert look(watch) is None
     assert pauses == []  # nothing missing at the first look: no second one
     assert not recovered()
     assert not BrokerLoss.objects.exists()
+    # It was looked into (not skipped): the others are told, this one looks no more.
+    assert before != watch.run_id == new_run_id(aof_broker)
+    assert restart_key(aof_broker) == b"done"
 
 
 def test_a_job_a_worker_takes_between_the_two_looks_is_not_republished(
@@ -212,16 +229,73 @@ def test_a_look_whose_process_died_is_taken_over_once_its_lease_expires(
     missing = job(JobStatus.SENT)
     restart(aof_broker)
     client = redis.Redis.from_url(aof_broker.url)
-    run_id = client.info("server")["run_id"]
+    key = broker_watch._RESTART_KEY.format(new_run_id(aof_broker))
     # Another process took the look and was SIGKILLed in it.
-    client.set(broker_watch._RESTART_KEY.format(run_id), "dead@h", px=500)
+    client.set(key, "dead@h")
 
     assert look(watch) is None
     assert not recovered()
-    time.sleep(0.6)
+    client.delete(key)  # its lease expires
     loss = look(watch)
 
     assert loss is not None
     assert recovered() == {missing}
     assert look(watch) is None
     assert BrokerLoss.objects.count() == 1
+
+
+def test_a_job_whose_events_wait_in_the_stream_is_not_republished(
+    aof_broker: RedisServer, pauses: list[float]
+) -> None:
+    """It ran (its message acknowledged, gone from the broker) and its SUCCESS waits for
+    a recorder: its row still says SENT, and must not be taken for the job's state."""
+    watch = watching(aof_broker, "a@h")
+    ran, missing = job(JobStatus.SENT), job(JobStatus.SENT)
+    success = JobEvent(task_id=ran, status=JobStatus.SUCCESS, attempt=1, facts={})
+    stream = sinks.stream_url()
+    assert stream == aof_broker.url
+    redis.Redis.from_url(stream).xadd(sinks.STREAM, {"e": sinks.encode([success], [])})
+    restart(aof_broker)
+
+    loss = look(watch)
+
+    assert loss is not None
+    assert recovered() == {missing}
+
+
+def test_only_recent_rows_are_looked_at(aof_broker: RedisServer, pauses: list[float]) -> None:
+    """A row missing from the broker since long before the restart (a record that never
+    caught up) is not what the restart lost."""
+    watch = watching(aof_broker, "a@h")
+    old = job(JobStatus.SENT, sent=timezone.now() - broker_recovery.RESTART_LOOKBACK * 2)
+    missing = job(JobStatus.SENT)
+    restart(aof_broker)
+
+    look(watch)
+
+    assert recovered() == {missing}
+    assert old not in recovered()
+
+
+def test_a_follow_up_completes_the_row_of_a_look_whose_process_died(
+    aof_broker: RedisServer, pauses: list[float]
+) -> None:
+    now = timezone.now()
+    loss = BrokerLoss.objects.create(
+        detected_at=now - broker_watch.STALLED_AFTER - timedelta(seconds=5),
+        broker="b",
+        evidence="its process died after writing this",
+        data_kept=True,
+    )
+    missing = job(JobStatus.SENT, sent=loss.detected_at - timedelta(seconds=10))
+
+    broker_watch.follow_up(aof_broker.url, "other@h")
+
+    loss.refresh_from_db()
+    assert loss.finished_at is not None
+    assert loss.republished == 1
+    assert recovered() == {missing}
+    # Finished: the next follow-ups leave it (no re-scan after a restart that kept data).
+    later = job(JobStatus.SENT, sent=loss.detected_at - timedelta(seconds=1))
+    broker_watch.follow_up(aof_broker.url, "third@h")
+    assert later not in recovered()

@@ -18,6 +18,8 @@ from tasks.record.sinks import PUBLISHED_STREAM, STREAM, stream_url
 
 #: Entries read per command.
 CHUNK = 1_000
+#: Seconds to wait for the stream's Redis (a look must not hang on a server that stalls).
+TIMEOUT = 5.0
 
 
 def unrecorded_task_ids() -> set[str]:
@@ -26,7 +28,7 @@ def unrecorded_task_ids() -> set[str]:
     url = stream_url()
     if url is None:
         return set()
-    client = redis.Redis.from_url(url)
+    client = redis.Redis.from_url(url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT)
     try:
         found: set[str] = set()
         for stream in (STREAM, PUBLISHED_STREAM):

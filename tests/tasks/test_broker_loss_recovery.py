@@ -23,6 +23,7 @@ from tasks.record import sinks
 from tasks.record.events import JobEvent
 from tasks.runtime import broker_recovery, broker_watch
 from tests.support.broker import queued_messages, use_broker
+from tests.support.jobs import recorded_job as job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,23 +40,6 @@ def nobody_running(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     running: set[str] = set()
     monkeypatch.setattr(broker_recovery, "running_on_live_workers", lambda: set(running))
     return running
-
-
-def job(status: str, *, sent: datetime | None = None, **fields: Any) -> str:
-    task_id = uuid.uuid4().hex
-    now = timezone.now()
-    Job.objects.create(
-        task_id=task_id,
-        name="tests.faults.count_run",
-        queue="q",
-        args=[task_id],
-        kwargs={},
-        status=status,
-        created_at=now - timedelta(seconds=30),
-        sent_at=sent or now - timedelta(seconds=20),
-        **fields,
-    )
-    return task_id
 
 
 def envelope(task_id: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,6 +29,7 @@ from tasks.record import sinks
 from tasks.record.events import JobEvent
 from tasks.runtime import broker_recovery, broker_watch
 from tests.support.broker import use_broker
+from tests.support.jobs import recorded_job as job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,22 +62,6 @@ def restart(server: RedisServer) -> None:
     server.process = None
     server.start()
     redis.Redis.from_url(server.url).config_set("appendfsync", "always")
-
-
-def job(status: str, *, sent: datetime | None = None) -> str:
-    task_id = uuid.uuid4().hex
-    now = timezone.now()
-    Job.objects.create(
-        task_id=task_id,
-        name="tests.faults.count_run",
-        queue="q",
-        args=[task_id],
-        kwargs={},
-        status=status,
-        created_at=now - timedelta(seconds=30),
-        sent_at=sent or now - timedelta(seconds=20),
-    )
-    return task_id
 
 
 def queue_message(server: RedisServer, task_id: str) -> None:
@@ -223,7 +207,7 @@ def test_a_look_that_failed_half_way_is_tried_again_at_the_next(
 
 
 def test_a_look_whose_process_died_is_taken_over_once_its_lease_expires(
-    aof_broker: RedisServer, pauses: list[float], monkeypatch: pytest.MonkeyPatch
+    aof_broker: RedisServer, pauses: list[float]
 ) -> None:
     watch = watching(aof_broker, "b@h")
     missing = job(JobStatus.SENT)

@@ -236,6 +236,7 @@ class BrokerWatch:
             if restart.recorded:
                 self._restart_done(key, restart.run_id)  # only the "done" was missing
                 return None
+            client.expire(key, lease)  # looking again: the lease runs from now
         address = self._address()
         logger.info(
             "Broker %s restarted with its data (run_id %s, was %s); looking for jobs it no "

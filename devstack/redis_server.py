@@ -50,7 +50,7 @@ def free_port(avoid: Collection[int] = ()) -> int:
 
     The kernel may hand the same port to two calls in a row once the first socket is
     closed, so a caller that needs several ports before any of them is taken passes
-    the ones it already chose (web and Flower got one port between them once).
+    the ones it already chose.
     """
     while True:
         with socket.socket() as sock:

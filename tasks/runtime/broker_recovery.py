@@ -213,7 +213,7 @@ def _mark(loss: BrokerLoss, task_ids: Iterable[str]) -> int:
     the loss's count saved per chunk, so a process that dies loses no count.
 
     After a restart that kept the data, only jobs still waiting to start: one whose
-    STARTED was recorded since the second look runs on a worker (and RUNNING on lost
+    STARTED was recorded since the second look runs on a worker (and STARTED on lost
     workers is not what such a restart loses)."""
     to_mark = sorted(task_ids)
     text = because(loss.broker, loss.restarted_at, data_kept=loss.data_kept)
